@@ -1,0 +1,527 @@
+"""The K/R ratio of a block and the K/R report of a network (theory.md section 4).
+
+A block whose K output channels come from a pointwise projection of R channels (the K x R output
+factor of the block's composite kernel) has the K/R ratio K / R. With linear activations its K
+outputs span at most R directions, so K/R > 1 measures output-side redundancy; K/R <= 1 means the
+output channels are themselves the bottleneck.
+
+Blocks are found by **structure**, not by class name, from one forward pass of the network on an
+example input (forward hooks give the execution order and the shapes; the autograd graph of that
+pass gives the data flow):
+
+1. **Convolutions.** Every ``nn.Conv1d/2d/3d`` call is recorded. A convolution is a *gate* (the
+   1x1 convs of a squeeze-excitation) when its input has spatial size 1 and comes, through
+   single-input ops, from a global pooling op (adaptive / average pooling or a mean) or from another
+   gate. Gates are never counted on a chain: they act on a pooled 1 x 1 map and only rescale channels.
+2. **Chain of a module.** For every module called in the forward pass, its *chain* is the longest
+   path of (non-gate) convolutions in the autograd graph from the module's input to its output.
+   The shortcut of a residual block (identity or a 1x1 ``downsample``) is the shorter path and is not
+   on the chain. Consecutive convolutions with kernels that extend over disjoint spatial modes (the
+   (1, 3, 3) then (3, 1, 1) of a (2+1)D conv, the per-mode depthwise convs of a CP block) form one
+   *factored unit*: they are one factored convolution.
+3. **Blocks and stages.** A module with at least two units on its chain is a *block* when the units
+   sit in children that are not blocks themselves (single convs, conv-norm-activation wrappers,
+   factored convs); it is a *stage* when its chain passes through a stage, through two or more blocks,
+   or through a block and other convolutions. A module whose whole chain lies in a single block
+   child is a *wrapper*: it takes that block's place when it adds to the child's output (a residual
+   sum, a channel shuffle) or when the child is a bare ``nn.Sequential``; otherwise (a
+   ``Sequential`` holding one block) the child keeps its place. Blocks are the outermost such
+   modules; everything inside a block belongs to it (its shortcut, its squeeze-excitation, a second
+   branch), and modules outside any block (stem, head, classifier) are the *rest of the network*.
+4. **K and R.** The *closing* convolution is the last one on the chain, P is the input channels of
+   the first one. K is the closing convolution's output channels. If it is pointwise (kernel 1 in
+   every mode) it is a K x R output factor with R = its input channels (a grouped 1 x 1 is a
+   block-diagonal K x R factor, still R = its input channels); otherwise the block has no output
+   factor and R = K (a plain dense block such as ResNet's basic block: K/R = 1).
+5. **Design**, from the chain's kinds of convolution (names as in ``kr_lib.complexity.DESIGNS``):
+   a (1, l, l) + (l, 1, 1) factored unit -> ``r2plus1d``; per-mode depthwise units or a depthwise
+   conv without an opening pointwise conv -> ``separable``; pointwise + depthwise (+ pointwise) ->
+   ``inverted_residual``; a grouped conv (1 < groups < channels) -> ``resnext``; pointwise + dense +
+   pointwise -> ``bottleneck``; dense spatial convs only -> ``dense``; otherwise ``other``.
+
+Degrees of freedom of a block (the ``df`` column). With identity activations and BatchNorm folded
+(theory.md section 1), the chain is one convolution with a *composite kernel* of shape
+``(K, P, l_1..l_N)`` (``l_j = l_1 + s_1 (l_2 - 1) + ...``, the chain's receptive field). Its Tucker
+ranks are at most ``(min(R, K), min(R_in, P), l_1..l_N)`` where R_in is the output channels of an
+opening pointwise conv (P when the chain does not open with one), so
+
+    df = min( tucker_dof((K, P, l..), (min(R, K), min(R_in, P), l..)),  weights of the chain convs )
+
+-- the dimension of the set of composite kernels the block can reach is at most both (the second
+bound: the image of a polynomial map has dimension at most its number of parameters). The shortcut
+is not part of it. The ``naive count`` is the block's parameter count (all of its parameters: chain,
+shortcut, BatchNorm, squeeze-excitation). In this block-level df the output factor still costs
+``R (K - R)``; it disappears only when what follows the block is linear (theory.md section 3).
+
+FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` in the same forward pass, with
+PyTorch's convention: 2 FLOPs per multiply-accumulate of convolutions and matrix products (fvcore
+counts 1 per multiply-accumulate); BatchNorm, activations and pooling count 0.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from kr_lib.complexity import naive_count, tucker_dof
+
+__all__ = ["ConvCall", "BlockInfo", "find_blocks", "kr_ratio", "kr_report", "kr_summary", "REPORT_COLUMNS", "default_input_shape"]
+
+#: Columns of ``kr_report``, in order.
+REPORT_COLUMNS = ["block", "design", "K", "R", "K/R", "parameters", "FLOPs", "df", "naive count",
+                  "P", "R_in", "closing conv", "type"]
+
+# autograd node names of the global poolings that feed a squeeze-excitation gate
+_POOL_NODES = ("AdaptiveAvgPool", "AdaptiveMaxPool", "AvgPool", "MeanBackward", "AmaxBackward")
+
+
+def _is_conv(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.conv._ConvNd) and not module.transposed
+
+
+@dataclass
+class ConvCall:
+    """One call of a convolution in the traced forward pass.
+
+    ``in_shape``/``out_shape`` are the (batch, channels, d_1..d_N) shapes of that call; ``gate`` marks
+    a squeeze-excitation conv (see the module docstring).
+    """
+
+    path: str
+    module: nn.Module
+    index: int
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    gate: bool = False
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        return tuple(self.module.kernel_size)
+
+    @property
+    def pointwise(self) -> bool:
+        return all(k == 1 for k in self.kernel)
+
+    @property
+    def support(self) -> frozenset[int]:
+        """The spatial modes along which the kernel extends (size > 1)."""
+        return frozenset(j for j, k in enumerate(self.kernel) if k > 1)
+
+    @property
+    def depthwise(self) -> bool:
+        return self.module.groups > 1 and self.module.groups == self.module.in_channels
+
+    @property
+    def grouped(self) -> bool:
+        return 1 < self.module.groups < self.module.in_channels
+
+
+@dataclass
+class BlockInfo:
+    """What the report says about one block: see the module docstring for the definitions."""
+
+    path: str
+    module: nn.Module
+    design: str
+    P: int
+    R_in: int
+    R: int
+    K: int
+    kernel: tuple[int, ...]
+    chain: list[ConvCall] = field(repr=False)
+    parameters: int = 0
+    flops: int = 0
+    df: int = 0
+
+    @property
+    def kr_ratio(self) -> float:
+        return self.K / self.R
+
+
+@dataclass
+class _Call:
+    module: nn.Module
+    in_nodes: list
+    out_node: object = None
+    done: bool = False
+    in_shape: tuple = ()
+    gate: bool = False
+
+
+@dataclass
+class _Trace:
+    convs: list[ConvCall]
+    node_conv: dict  # id(autograd node of a conv output) -> ConvCall
+    calls: dict      # module path -> _Call (first call only)
+    flops: dict      # module path -> FLOPs
+    total_flops: int
+    keep: list       # tensors and nodes kept alive so that node ids stay unique
+
+
+def _tensors(obj) -> list[torch.Tensor]:
+    if torch.is_tensor(obj):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
+def _data_inputs(node) -> list:
+    """The autograd nodes feeding ``node``, without parameter leaves (AccumulateGrad)."""
+    return [n for n, _ in node.next_functions if n is not None and type(n).__name__ != "AccumulateGrad"]
+
+
+def _is_gate(x: torch.Tensor, node_conv: dict, max_steps: int = 8) -> bool:
+    """True when ``x`` (a conv input) is a 1 x 1 map that single-input ops derive from a global pooling or a gate."""
+    if math.prod(x.shape[2:]) != 1:
+        return False
+    node = x.grad_fn
+    for _ in range(max_steps):
+        if node is None:
+            return False
+        if id(node) in node_conv:
+            return node_conv[id(node)].gate
+        if any(p in type(node).__name__ for p in _POOL_NODES):
+            return True
+        inputs = _data_inputs(node)
+        if len(inputs) != 1:
+            return False
+        node = inputs[0]
+    return False
+
+
+def _trace(model: nn.Module, example_input) -> _Trace:
+    """One forward pass with hooks on every module, under FlopCounterMode, with autograd on."""
+    names: dict[nn.Module, str] = {}
+    for name, mod in model.named_modules():
+        names.setdefault(mod, name)
+    convs: list[ConvCall] = []
+    node_conv: dict = {}
+    calls: dict[str, _Call] = {}
+    keep: list = []
+
+    def pre_hook(mod, args):
+        name = names.get(mod)
+        if name is None or name in calls:
+            return
+        ts = _tensors(args)
+        keep.extend(ts)
+        calls[name] = _Call(mod, [t.grad_fn for t in ts if t.grad_fn is not None])
+        if _is_conv(mod) and ts:
+            calls[name].gate = _is_gate(ts[0], node_conv)  # stash until the output exists
+            calls[name].in_shape = tuple(ts[0].shape)
+
+    def post_hook(mod, args, out):
+        name = names.get(mod)
+        call = calls.get(name)
+        if call is None or call.done:
+            if _is_conv(mod) and torch.is_tensor(out) and out.grad_fn is not None and call is not None:
+                # a conv called again (weight sharing): still a conv on the graph
+                conv = ConvCall(name, mod, len(convs), tuple(args[0].shape), tuple(out.shape),
+                                _is_gate(args[0], node_conv))
+                convs.append(conv)
+                node_conv[id(out.grad_fn)] = conv
+                keep.append(out.grad_fn)
+            return
+        call.done = True
+        outs = _tensors(out)
+        if outs and outs[0].grad_fn is not None:
+            call.out_node = outs[0].grad_fn
+            keep.append(call.out_node)
+        if _is_conv(mod) and call.out_node is not None:
+            conv = ConvCall(name, mod, len(convs), call.in_shape, tuple(outs[0].shape), call.gate)
+            convs.append(conv)
+            node_conv[id(call.out_node)] = conv
+
+    args = example_input if isinstance(example_input, tuple) else (example_input,)
+    # a non-leaf copy of the input, so that the root module's input is a node of the graph
+    args = tuple(a.detach().requires_grad_(True) * 1 if torch.is_tensor(a) and a.is_floating_point() else a
+                 for a in args)
+    handles = []
+    for mod in names:
+        handles.append(mod.register_forward_pre_hook(pre_hook))
+        handles.append(mod.register_forward_hook(post_hook))
+    was_training = {m: m.training for m in model.modules()}
+    model.eval()  # BatchNorm must not update its running statistics, dropout off
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.enable_grad(), counter:
+            out = model(*args)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, t in was_training.items():
+            m.training = t
+    keep.extend(_tensors(out))
+    root = type(model).__name__
+    flops = {}
+    for key, per_op in counter.get_flop_counts().items():
+        if key == "Global":
+            continue
+        path = "" if key == root else key[len(root) + 1:] if key.startswith(root + ".") else None
+        if path is not None:
+            flops[path] = int(sum(per_op.values()))
+    return _Trace(convs, node_conv, calls, flops, int(counter.get_total_flops()), keep)
+
+
+def _longest_chain(call: _Call, node_conv: dict) -> list[ConvCall]:
+    """Longest path of non-gate convolutions in the autograd graph from ``call``'s inputs to its output."""
+    if call.out_node is None:
+        return []
+    inputs = {id(n) for n in call.in_nodes}
+    memo: dict[int, tuple | None] = {}
+    stack = [(call.out_node, False)]
+    while stack:
+        node, expanded = stack.pop()
+        key = id(node)
+        if key in memo:
+            continue
+        if key in inputs:
+            memo[key] = (0, -1, ())
+            continue
+        children = [n for n, _ in node.next_functions if n is not None]
+        if not expanded:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in memo)
+            continue
+        best = None
+        for c in children:
+            r = memo.get(id(c))
+            if r is not None and (best is None or r[:2] > best[:2]):
+                best = r
+        conv = node_conv.get(key)
+        if best is not None and conv is not None and not conv.gate:
+            best = (best[0] + 1, conv.index, best[2] + (conv,))
+        memo[key] = best
+    result = memo.get(id(call.out_node))
+    return list(result[2]) if result else []
+
+
+def _units(chain: list[ConvCall]) -> list[list[ConvCall]]:
+    """Group consecutive convs whose kernels extend over disjoint spatial modes (one factored conv)."""
+    units: list[list[ConvCall]] = []
+    support: frozenset[int] = frozenset()
+    for conv in chain:
+        s = conv.support
+        if units and s and support and not (s & support) and not units[-1][-1].pointwise:
+            units[-1].append(conv)
+            support = support | s
+        else:
+            units.append([conv])
+            support = s
+    return units
+
+
+def _child_of(parent: str, path: str) -> str:
+    """The child of module ``parent`` on the way to module ``path`` (a descendant of it)."""
+    rest = path[len(parent) + 1:] if parent else path
+    head = rest.split(".", 1)[0]
+    return f"{parent}.{head}" if parent else head
+
+
+def _design(chain: list[ConvCall], units: list[list[ConvCall]]) -> str:
+    first, last = chain[0], chain[-1]
+    for unit in units:
+        if len(unit) > 1:
+            if any(c.depthwise for c in unit):
+                return "separable"
+            if len(unit[0].kernel) == 3 and [c.support for c in unit] == [frozenset({1, 2}), frozenset({0})]:
+                return "r2plus1d"
+            return "other"
+    spatial = [c for c in chain if not c.pointwise]
+    opens_pointwise = first.pointwise and first.module.groups == 1 and len(chain) > 1
+    if any(c.depthwise for c in spatial):
+        return "inverted_residual" if opens_pointwise else "separable"
+    if any(c.grouped for c in spatial):
+        return "resnext"
+    if spatial and all(c.module.groups == 1 for c in chain):
+        if last.pointwise:
+            return "bottleneck"
+        if all(not c.pointwise for c in chain):
+            return "dense"
+    return "other"
+
+
+def _composite_kernel(chain: list[ConvCall]) -> tuple[int, ...]:
+    """Receptive field of the chain: ``l = l_1 + s_1 (l_2 - 1) + s_1 s_2 (l_3 - 1) + ...`` per mode (dilation included)."""
+    N = len(chain[0].kernel)
+    size, stride = [1] * N, [1] * N
+    for conv in chain:
+        m = conv.module
+        for j in range(N):
+            span = m.dilation[j] * (m.kernel_size[j] - 1)
+            size[j] += stride[j] * span
+            stride[j] *= m.stride[j]
+    return tuple(size)
+
+
+def _block_info(path: str, module: nn.Module, chain: list[ConvCall], units, trace: _Trace) -> BlockInfo:
+    first, last = chain[0], chain[-1]
+    P = first.module.in_channels
+    K = last.module.out_channels
+    R = last.module.in_channels if last.pointwise and len(chain) > 1 else K
+    R_in = first.module.out_channels if first.pointwise and first.module.groups == 1 and len(chain) > 1 else P
+    l = _composite_kernel(chain)
+    weights = sum(c.module.weight.numel() for c in {id(c.module): c for c in chain}.values())
+    df = min(tucker_dof((K, P, *l), (min(R, K), min(R_in, P), *l)), weights)
+    return BlockInfo(path, module, _design(chain, units), P, R_in, R, K, l, chain,
+                     parameters=naive_count(module), flops=trace.flops.get(path, 0), df=int(df))
+
+
+def _classify(trace: _Trace):
+    """Kind ('none', 'block', 'stage') and representative of every called module, bottom-up."""
+    chains = {p: _longest_chain(c, trace.node_conv) for p, c in trace.calls.items() if len(c.module._modules)}
+    units = {p: _units(ch) for p, ch in chains.items()}
+    kind: dict[str, str] = {}
+    rep: dict[str, str] = {}
+
+    def visit(path: str) -> str:
+        if path in kind:
+            return kind[path]
+        if path not in units or len(units[path]) < 2:
+            kind[path] = "none"
+            return "none"
+        children = list(dict.fromkeys(_child_of(path, c.path) for c in chains[path]))
+        kinds = [visit(c) if c != path else "none" for c in children]
+        nblocks = kinds.count("block")
+        if "stage" in kinds or nblocks >= 2 or (nblocks == 1 and len(children) > 1):
+            kind[path] = "stage"
+        elif nblocks == 1:
+            child = children[0]
+            inner = rep[child]
+            adds = trace.calls[path].out_node is not trace.calls[child].out_node
+            bare = type(trace.calls[inner].module) is nn.Sequential and type(trace.calls[path].module) is not nn.Sequential
+            kind[path] = "block"
+            rep[path] = path if adds or bare else inner
+        else:
+            kind[path] = "block"
+            rep[path] = path
+        return kind[path]
+
+    # deepest first, so that recursion stays shallow
+    for path in sorted(units, key=lambda p: -p.count(".") if p else 1):
+        visit(path)
+    return kind, rep, chains, units
+
+
+def find_blocks(model: nn.Module, example_input) -> tuple[list[BlockInfo], _Trace]:
+    """Trace ``model`` on ``example_input`` and return its blocks in forward order (see the module docstring).
+
+    ``example_input``: a tensor (batch, channels, d_1..d_N) or a tuple of forward arguments, on the
+    model's device. The model is run once in eval mode with autograd on (its training flags are restored).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"find_blocks expects an nn.Module, got {type(model).__name__}")
+    trace = _trace(model, example_input)
+    kind, rep, chains, units = _classify(trace)
+    found: list[str] = []
+
+    def collect(path: str, module: nn.Module):
+        k = kind.get(path, "none")
+        if k == "block":
+            found.append(rep[path])
+            return
+        for name, child in module.named_children():
+            collect(f"{path}.{name}" if path else name, child)
+
+    collect("", model)
+    blocks = []
+    for path in dict.fromkeys(found):
+        chain = chains[path]
+        blocks.append(_block_info(path, trace.calls[path].module, chain, units[path], trace))
+    blocks.sort(key=lambda b: b.chain[0].index)
+    return blocks, trace
+
+
+def default_input_shape(model: nn.Module) -> tuple[int, ...]:
+    """(channels, d_1..d_N) for a model, from its first convolution: channels x 224 x 224 for 2D,
+    channels x 16 x 112 x 112 for 3D (video), channels x 224 for 1D."""
+    for m in model.modules():
+        if _is_conv(m):
+            spatial = {1: (224,), 2: (224, 224), 3: (16, 112, 112)}[len(m.kernel_size)]
+            return (m.in_channels, *spatial)
+    raise ValueError(f"{type(model).__name__} has no convolution; give the input shape explicitly")
+
+
+def kr_ratio(block: nn.Module, example_input=None) -> float:
+    """K/R of one block: ``block.kr_ratio`` when it has one (``kr_lib.blocks``), else found by structure.
+
+    ``example_input`` defaults to a batch of one random map (channels of the first conv, 32 per spatial
+    mode; 8 x 32 x 32 for 3D) on the block's device. Raises ValueError when ``block`` holds no block
+    or several (use ``kr_report`` for a network).
+    """
+    if not isinstance(block, nn.Module):
+        raise TypeError(f"kr_ratio expects an nn.Module, got {type(block).__name__}")
+    if hasattr(block, "kr_ratio"):
+        return float(block.kr_ratio)
+    if example_input is None:
+        first = next((m for m in block.modules() if _is_conv(m)), None)
+        if first is None:
+            raise ValueError(f"{type(block).__name__} has no convolution, so it is not a block")
+        param = next(block.parameters())
+        spatial = {1: (32,), 2: (32, 32), 3: (8, 32, 32)}[len(first.kernel_size)]
+        example_input = torch.randn(1, first.in_channels, *spatial, device=param.device, dtype=param.dtype)
+    blocks, _ = find_blocks(block, example_input)
+    if len(blocks) != 1:
+        raise ValueError(f"{type(block).__name__} holds {len(blocks)} blocks ({', '.join(b.path or '<root>' for b in blocks) or 'none'}); "
+                         "kr_ratio needs exactly one -- use kr_report(model, example_input) for a network")
+    return blocks[0].kr_ratio
+
+
+def kr_report(model: nn.Module, example_input) -> pd.DataFrame:
+    """The K/R report of a network: one row per block (columns ``REPORT_COLUMNS``), aggregates in ``.attrs``.
+
+    ``example_input``: a tensor (batch, channels, d_1..d_N) or tuple of forward arguments on the model's
+    device; FLOPs are those of that batch. Row columns: ``block`` (module path), ``design``, ``K``,
+    ``R``, ``K/R``, ``parameters`` (= ``naive count``, the block's parameter count), ``FLOPs``, ``df``
+    (the block's composite-kernel df, module docstring), ``P``, ``R_in``, ``closing conv`` (its path)
+    and ``type`` (the block's class). ``df.attrs`` holds ``kr_summary``'s aggregates.
+    """
+    blocks, trace = find_blocks(model, example_input)
+    rows = [{"block": b.path, "design": b.design, "K": b.K, "R": b.R, "K/R": b.kr_ratio,
+             "parameters": b.parameters, "FLOPs": b.flops, "df": b.df, "naive count": b.parameters,
+             "P": b.P, "R_in": b.R_in, "closing conv": b.chain[-1].path, "type": type(b.module).__name__}
+            for b in blocks]
+    report = pd.DataFrame(rows, columns=REPORT_COLUMNS)
+    report.attrs.update(model=type(model).__name__, total_parameters=naive_count(model),
+                        total_flops=trace.total_flops)
+    report.attrs.update(kr_summary(report))
+    return report
+
+
+def kr_summary(report: pd.DataFrame, total_parameters: int | None = None) -> dict:
+    """Network aggregates of a ``kr_report`` table.
+
+    * ``total_parameters``: all parameters of the network (blocks + the rest: stem, head, classifier);
+      from ``report.attrs`` unless given;
+    * ``block_parameters``, ``rest_parameters`` (= total - block), ``blocks`` (number of rows);
+    * ``weighted_kr``: parameter-weighted mean K/R over the blocks, ``sum_b params_b K_b/R_b / sum_b params_b``;
+    * ``max_kr``: the largest K/R; ``share_kr_gt_1``: the fraction of *all* network parameters that
+      sit in blocks with K/R > 1;
+    * ``total_flops``, ``block_flops``: FLOPs of the forward pass (2 per multiply-accumulate).
+    """
+    if not isinstance(report, pd.DataFrame) or not {"K/R", "parameters"} <= set(report.columns):
+        raise TypeError("kr_summary expects the DataFrame returned by kr_report (columns 'K/R' and 'parameters')")
+    total = total_parameters if total_parameters is not None else report.attrs.get("total_parameters")
+    if total is None:
+        raise ValueError("the report has no attrs['total_parameters'] (lost by a pandas operation?); pass total_parameters=")
+    params = report["parameters"].astype("int64")
+    block_params = int(params.sum())
+    kr = report["K/R"].astype(float)
+    return {
+        "total_parameters": int(total),
+        "block_parameters": block_params,
+        "rest_parameters": int(total) - block_params,
+        "blocks": int(len(report)),
+        "weighted_kr": float((params * kr).sum() / block_params) if block_params else float("nan"),
+        "max_kr": float(kr.max()) if len(kr) else float("nan"),
+        "share_kr_gt_1": float(params[kr > 1].sum() / total) if total else float("nan"),
+        "total_flops": int(report.attrs.get("total_flops", 0)),
+        "block_flops": int(report["FLOPs"].sum()) if "FLOPs" in report else 0,
+    }
