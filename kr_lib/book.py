@@ -1,0 +1,173 @@
+"""Building the book: papermill executes the parameterized notebooks, then Jupyter Book renders.
+
+The book's sources (``_config.yml``, ``_toc.yml``, ``book/``, ``notebooks/``) are mirrored into a
+staging folder (``<output>/_build/src``), where each page listed in ``book/executed_pages.yml`` is
+replaced by its papermill-executed copy. The staged paths equal the repository's, so every page's
+Binder button opens the notebook it came from. A page is executed again only when its notebook, its
+parameters or ``kr_lib``'s source hash changed (the stamp kept in the executed notebook's metadata);
+Jupyter Book then renders with its own execution cache for any MyST code cells, cleared when the
+library changes (jupyter-cache keys on cell code only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .execute import check_parameters, execute_notebook
+from .provenance import source_hash
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
+PAGES_FILE = "book/executed_pages.yml"
+PRESETS = ("default", "tiny")
+MATHJAX_DIR = Path(".cache/mathjax/node_modules/mathjax/es5")
+
+
+def executed_pages(root: Path = REPO_ROOT, preset: str = "default") -> dict[str, dict[str, Any]]:
+    """Page path (as in ``_toc.yml``, with ``.ipynb``) -> ``{"source": path, "parameters": dict}``."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown book preset {preset!r}; use one of {', '.join(PRESETS)}")
+    spec = yaml.safe_load((root / PAGES_FILE).read_text()) or {}
+    pages = {}
+    for page, how in spec.items():
+        how = how or {}
+        unknown = set(how) - {"source", "parameters", "tiny"}
+        if unknown:
+            raise ValueError(f"{PAGES_FILE}: page {page!r} has unknown key(s) {sorted(unknown)}; "
+                             "use source, parameters, tiny")
+        params = dict(how.get("parameters") or {})
+        if preset == "tiny":
+            params.update(how.get("tiny") or {})
+        pages[page + ".ipynb"] = {"source": how.get("source", page + ".ipynb"), "parameters": params}
+    return pages
+
+
+def _sync_file(src: Path, dst: Path) -> None:
+    """Copy only when the content differs, so Sphinx rebuilds only what changed."""
+    if dst.exists() and dst.read_bytes() == src.read_bytes():
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+
+
+def _page_stamp(source: Path, parameters: dict[str, Any], library_hash: str) -> str:
+    digest = hashlib.sha256(source.read_bytes())
+    digest.update(json.dumps(parameters, sort_keys=True).encode())
+    digest.update(library_hash.encode())
+    return digest.hexdigest()[:16]
+
+
+def _staged_stamp(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["metadata"].get("kr_book", {}).get("stamp")
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def stage_sources(root: Path, src: Path, skip: set[str]) -> None:
+    """Mirror the book's sources from ``root`` into ``src``, except the pages in ``skip``."""
+    wanted = set()
+    for name in BOOK_SOURCES:
+        path = root / name
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        for f in files:
+            rel = f.relative_to(root).as_posix()
+            if "/." in "/" + rel or "__pycache__" in rel or rel.endswith((".partial.ipynb", ".failed.ipynb")):
+                continue
+            wanted.add(rel)
+            if rel not in skip:
+                _sync_file(f, src / rel)
+    mathjax = root / MATHJAX_DIR
+    if (mathjax / "tex-mml-chtml.js").exists():
+        # MathJax served from the book itself: math renders offline and on any host.
+        _sync_file(mathjax / "tex-mml-chtml.js", src / "_vendor/mathjax/tex-mml-chtml.js")
+        wanted.add("_vendor/mathjax/tex-mml-chtml.js")
+        for font in (mathjax / "output/chtml/fonts/woff-v2").glob("*.woff"):
+            rel = f"_vendor/mathjax/output/chtml/fonts/woff-v2/{font.name}"
+            _sync_file(font, src / rel)
+            wanted.add(rel)
+    for f in [p for p in src.rglob("*") if p.is_file()]:
+        rel = f.relative_to(src).as_posix()
+        if rel not in wanted and rel not in skip and not rel.startswith("_build/"):
+            f.unlink()  # a page removed from the sources leaves the book too
+
+
+def _write_config(root: Path, src: Path) -> None:
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    if not (src / "_vendor/mathjax/tex-mml-chtml.js").exists():
+        # No local MathJax (bootstrap not run): fall back to Sphinx's default CDN copy.
+        config.get("sphinx", {}).get("config", {}).pop("mathjax_path", None)
+        config.get("sphinx", {}).get("config", {}).pop("html_static_path", None)
+    text = yaml.safe_dump(config, sort_keys=False)
+    if not (src / "_config.yml").exists() or (src / "_config.yml").read_text() != text:
+        (src / "_config.yml").write_text(text)
+
+
+def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force: bool = False) -> list[str]:
+    """Execute the pages whose stamp changed; return the pages that were executed."""
+    import nbformat
+
+    library_hash = source_hash()
+    ran = []
+    for page, how in pages.items():
+        source = root / how["source"]
+        if not source.exists():
+            raise FileNotFoundError(f"{PAGES_FILE}: the notebook {how['source']} of page {page} does not exist")
+        check_parameters(source, how["parameters"])
+        stamp = _page_stamp(source, how["parameters"], library_hash)
+        target = src / page
+        if not force and _staged_stamp(target) == stamp:
+            continue
+        print(f"kr book: executing {how['source']} -> {page} with {how['parameters'] or 'its defaults'}", flush=True)
+        started = time.perf_counter()
+        execute_notebook(source, target, how["parameters"], cwd=source.parent, progress=False)
+        nb = nbformat.read(target, as_version=4)
+        nb.metadata["kr_book"] = {"stamp": stamp, "parameters": how["parameters"], "source": how["source"],
+                                  "kr_lib_source": library_hash,
+                                  "seconds": round(time.perf_counter() - started, 1)}
+        nbformat.write(nb, target)
+        ran.append(page)
+    return ran
+
+
+def _clear_cache_if_library_changed(out: Path) -> None:
+    cache, marker = out / "_build/.jupyter_cache", out / "_build/.kr_lib_source"
+    current = source_hash()
+    if marker.exists() and marker.read_text() != current and cache.exists():
+        shutil.rmtree(cache)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(current)
+
+
+def build_book(output: str | os.PathLike | None = None, preset: str = "default", force: bool = False,
+               root: str | os.PathLike = REPO_ROOT) -> Path:
+    """Execute the book's notebooks and build the HTML book; return the path of ``index.html``.
+
+    ``output`` holds ``_build/html`` (default: the repository itself, so ``_build/html``).
+    ``preset="tiny"`` runs every executed page with its tiny parameters (the test build).
+    """
+    root = Path(root).resolve()
+    out = Path(output).resolve() if output else root
+    src = out / "_build" / "src"
+    pages = executed_pages(root, preset)
+    stage_sources(root, src, skip=set(pages))
+    _write_config(root, src)
+    execute_pages(root, src, pages, force=force)
+    _clear_cache_if_library_changed(out)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jupyter_book if jupyter_book.exists() else "jupyter-book"), "build", str(src),
+           "--path-output", str(out), "--builder", "html", "-W", "--keep-going"]
+    result = subprocess.run(cmd)
+    index = out / "_build" / "html" / "index.html"
+    if result.returncode != 0 or not index.exists():
+        raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see the log above")
+    return index

@@ -1,0 +1,23 @@
+"""``kr book``: execute the notebooks and build the HTML book."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="default", choices=["default", "tiny"],
+                        help="parameters of the executed pages: the book's defaults, or tiny ones for tests")
+    parser.add_argument("--output", default=None,
+                        help="folder that receives _build/html (default: the repository)")
+    parser.add_argument("--force", action="store_true", help="execute every page again, ignoring the stamps")
+
+
+def run(args: argparse.Namespace) -> int:
+    import time
+
+    from ..book import build_book
+
+    started = time.perf_counter()
+    index = build_book(args.output, preset=args.preset, force=args.force)
+    print(f"kr book: built in {time.perf_counter() - started:.0f} s; open {index}")
+    return 0

@@ -1,0 +1,67 @@
+"""Executing a parameterized notebook with papermill, after checking its parameter names.
+
+papermill only warns about a parameter the notebook does not declare; here it is an error that lists
+the names the notebook accepts, raised before any cell runs.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+KERNEL_NAME = "python3"  # named explicitly: papermill would otherwise trust the notebook's metadata
+
+
+def notebook_parameters(notebook: str | os.PathLike) -> dict[str, Any]:
+    """The names and default values (as source text) of a notebook's ``parameters`` cell."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ValueError(f"{notebook} has no cell tagged 'parameters'; papermill cannot parameterize it")
+    return {name: spec["default"] for name, spec in declared.items()}
+
+
+def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming every parameter that ``notebook`` does not declare."""
+    accepted = notebook_parameters(notebook)
+    unknown = sorted(set(parameters) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"{Path(notebook).name} does not know the parameter(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(sorted(accepted))}"
+        )
+
+
+def execute_notebook(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    cwd: str | os.PathLike | None = None,
+    cell_timeout: int | None = 1800,
+    progress: bool = True,
+) -> Path:
+    """Run ``source`` with ``parameters`` into ``output`` (written atomically) and return its path.
+
+    A cell error raises papermill's ``PapermillExecutionError`` and leaves no output file behind;
+    the executed notebook with the failing cell is kept beside it as ``<output>.failed.ipynb``.
+    """
+    import papermill
+
+    parameters = dict(parameters or {})
+    check_parameters(source, parameters)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.stem + ".partial.ipynb")
+    try:
+        papermill.execute_notebook(
+            str(source), str(partial), parameters=parameters, kernel_name=KERNEL_NAME,
+            cwd=str(cwd) if cwd else None, execution_timeout=cell_timeout, progress_bar=progress,
+        )
+    except BaseException:
+        if partial.exists():
+            os.replace(partial, output.with_name(output.stem + ".failed.ipynb"))
+        raise
+    os.replace(partial, output)
+    return output

@@ -1,0 +1,72 @@
+"""Where a number came from: the library's source hash, package versions, the git commit, the machine."""
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def source_hash(length: int = 12) -> str:
+    """SHA-256 over every ``.py`` file of ``kr_lib`` (path and content), truncated to ``length`` hex digits.
+
+    Executed pages print it and the book build keys its cache on it, so a change to the library
+    re-executes the pages that depend on it (jupyter-cache alone keys on cell code only).
+    """
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:length]
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The checkout's commit (with ``-dirty`` when the tree has changes), or None outside git."""
+    try:
+        root = PACKAGE_DIR.parent
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if sha.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that decide a result."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("kr-lib", "torch", "torchvision", "tensorly", "numpy", "pandas"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    out["kr_lib_source"] = source_hash()
+    return out
+
+
+def machine() -> dict[str, str | int | None]:
+    """The machine a run happened on: CPU, core count, GPU name when there is one."""
+    import os
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "gpu": gpu}
+
+
+def stamp() -> str:
+    """One line for the top of an executed page: library version, source hash and torch version."""
+    import torch
+
+    from . import __version__
+
+    return f"kr_lib {__version__} (source {source_hash()}), torch {torch.__version__}, commit {git_commit() or 'n/a'}"

@@ -1,0 +1,52 @@
+"""Notebooks are committed clean and parameterized, and the book's pages call them with names they know."""
+import json
+from pathlib import Path
+
+import pytest
+
+from kr_lib.book import executed_pages
+from kr_lib.execute import check_parameters, notebook_parameters
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = json.loads(path.read_text())
+    dirty = [i for i, c in enumerate(nb["cells"])
+             if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+    assert not dirty, f"{path.name}: cells {dirty} carry outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_has_a_parameters_cell_and_prints_the_library_stamp(path):
+    assert notebook_parameters(path)
+    source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
+    assert "kr_lib.stamp()" in source or "kr_lib.__version__" in source
+
+
+@pytest.mark.parametrize("preset", ["default", "tiny"])
+def test_book_pages_use_parameters_their_notebooks_declare(preset):
+    pages = executed_pages(ROOT, preset)
+    assert pages
+    for page, how in pages.items():
+        check_parameters(ROOT / how["source"], how["parameters"])
+
+
+def test_unknown_parameter_is_named_with_the_accepted_ones():
+    with pytest.raises(ValueError, match=r"does not know the parameter\(s\) no_such_thing.*accepts: .*n_show"):
+        check_parameters(ROOT / "notebooks/fashion_mnist_data.ipynb", {"no_such_thing": 1})
+
+
+def test_every_executed_page_is_in_the_toc():
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = {ch["file"] for part in toc["parts"] for ch in part["chapters"]}
+    for page in executed_pages(ROOT):
+        assert page.removesuffix(".ipynb") in files, f"{page} is executed but not in _toc.yml"
