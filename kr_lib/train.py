@@ -1,0 +1,365 @@
+"""One training loop for every dataset of the registry and every network of :mod:`kr_lib.models`.
+
+    result = train(model, (train_split, test_split), epochs=10, batch_size=128, optimizer="sgd", seed=0,
+                   device=None, checkpoint_dir="runs/x")
+    result.test_accuracy, result.history, result.to_dict()
+
+- Data: each split is a :class:`~kr_lib.data.TensorData` (moved to the device once; every epoch draws
+  shuffled index batches from it -- no DataLoader, no workers, loading is never the bottleneck) or a
+  torch ``Dataset`` with ``.info`` such as :class:`~kr_lib.data.UCF101Clips` (read by a DataLoader).
+  Batches are augmented and normalized on the device (:func:`kr_lib.data.prepare_batch`).
+- Device: ``resolve_device`` (cuda, then mps, then cpu) or named. Mixed precision (autocast, bfloat16
+  where supported, else float16 with a GradScaler) on CUDA.
+- Reproducible: shuffling and augmentation draw from CPU generators seeded with ``seed``; on the CPU
+  two runs with one seed (and one initial model) give identical metrics.
+- SGD (Nesterov momentum) or AdamW, cosine learning-rate schedule stepped every batch, weight decay.
+- A checkpoint at each epoch end (written to a temporary file, then renamed: atomic), read back with
+  ``torch.load(weights_only=True)``; a run started again with the same ``checkpoint_dir`` resumes after
+  the last finished epoch and ends exactly as an uninterrupted run would.
+- A loss that becomes NaN/inf or exceeds ``max_loss`` stops the run with ``status="diverged"``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.augment import prepare_batch
+from .data.base import TensorData
+from .device import resolve_device
+
+OPTIMIZERS = ("sgd", "adamw")
+DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
+DEFAULT_WEIGHT_DECAY = {"sgd": 5e-4, "adamw": 0.05}
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    """What a run returns. Accuracies are top-1 fractions in [0, 1]; losses are mean cross-entropy.
+
+    ``status``: ``"completed"`` or ``"diverged"`` (then ``message`` says when, and the test metrics are
+    ``None``). ``history``: one dict per finished epoch (epoch, lr, train_loss, train_accuracy, test_loss,
+    test_accuracy, train_time_s, samples_per_second). ``samples_per_second``: training samples per second
+    of training time in this call (evaluation and checkpoints excluded). ``peak_memory_bytes``: CUDA's
+    peak allocated memory on CUDA, else the process's peak resident memory (``peak_memory_kind`` says which).
+    """
+
+    status: str
+    test_accuracy: float | None
+    test_loss: float | None
+    history: list[dict]
+    epochs_completed: int
+    wall_time_s: float
+    samples_per_second: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    device: str
+    seed: int
+    amp: str | None
+    resumed_from_epoch: int = 0
+    message: str = ""
+    config: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable dict (NaN and inf become None)."""
+        return _clean(asdict(self))
+
+
+def _clean(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+class Diverged(Exception):
+    """Raised inside the loop when the training loss is not finite or exceeds ``max_loss``."""
+
+
+def _check_split(split, name: str):
+    if isinstance(split, TensorData):
+        return split
+    if isinstance(split, torch.utils.data.Dataset) and hasattr(split, "info"):
+        return split
+    raise TypeError(f"{name} must be a kr_lib.data.TensorData or a torch Dataset with an .info "
+                    f"(what kr_lib.data.get_dataset returns), got {type(split).__name__}")
+
+
+def _batches(split, batch_size: int, device: torch.device, shuffle: bool, generator: torch.Generator | None,
+             num_workers: int):
+    """Yield ``(x, y)`` batches on ``device``: index batches of in-memory tensors, or a DataLoader."""
+    if isinstance(split, TensorData):
+        n = len(split)
+        order = torch.randperm(n, generator=generator).to(device) if shuffle else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                yield split.x[start:start + batch_size], split.y[start:start + batch_size]
+            else:
+                idx = order[start:start + batch_size]
+                yield split.x[idx], split.y[idx]
+        return
+    loader = torch.utils.data.DataLoader(split, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                                         num_workers=num_workers, pin_memory=device.type == "cuda")
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _num_batches(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def _autocast(device: torch.device, amp: bool):
+    """The autocast context and its dtype name: bfloat16 (or float16 + GradScaler) on CUDA, none elsewhere."""
+    if not (amp and device.type == "cuda"):
+        return contextlib.nullcontext, None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return (lambda: torch.autocast("cuda", dtype=dtype)), str(dtype).replace("torch.", "")
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return int(rss if sys.platform == "darwin" else rss * 1024), "process_max_rss"
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split, batch_size: int = 256, device=None, amp: bool = True,
+             num_workers: int = 0) -> tuple[float, float]:
+    """Mean cross-entropy loss and top-1 accuracy of ``model`` on ``split`` (no augmentation)."""
+    device = resolve_device(device)
+    split = _check_split(split, "split")
+    if isinstance(split, TensorData):
+        split = split.to(device)
+    autocast, _ = _autocast(device, amp)
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    for x, y in _batches(split, batch_size, device, False, None, num_workers):
+        with autocast():
+            logits = model(prepare_batch(x, split.info, train=False))
+        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(dim=1) == y).sum()
+    model.train(was_training)
+    n = len(split)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    model: nn.Module,
+    data,
+    epochs: int = 1,
+    batch_size: int = 128,
+    lr: float | None = None,
+    optimizer: str = "sgd",
+    weight_decay: float | None = None,
+    momentum: float = 0.9,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    amp: bool = True,
+    augment: bool = True,
+    progress: bool = True,
+    num_workers: int = 0,
+    max_loss: float | None = None,
+    log_every: int = 25,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``data = (train_split, test_split)``; evaluate on the test split after every epoch.
+
+    ``lr``/``weight_decay`` default by optimizer (SGD: 0.1 / 5e-4, AdamW: 1e-3 / 0.05). ``augment``: the
+    dataset's standard training augmentation. ``checkpoint_dir``: where ``checkpoint.pt`` is written at
+    each epoch end and, with ``resume``, read back to continue. ``max_loss``: a training loss above it
+    counts as divergence (default ``100 * ln(number of classes)``). ``log_every``: batches between
+    progress-bar updates (each one waits for the device). ``on_epoch_end(record)`` is called with each
+    epoch's history record. Returns a :class:`TrainResult`.
+    """
+    start_wall = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError("data must be a pair (train_split, test_split), e.g. kr_lib.data.load_splits(name)")
+    train_split, test_split = _check_split(data[0], "data[0] (train split)"), _check_split(data[1], "data[1] (test split)")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
+    weight_decay = DEFAULT_WEIGHT_DECAY[optimizer] if weight_decay is None else float(weight_decay)
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    info = train_split.info
+    max_loss = 100 * math.log(max(info.num_classes, 2)) if max_loss is None else float(max_loss)
+    device = resolve_device(device)
+    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+              "weight_decay": weight_decay, "momentum": momentum, "seed": seed, "augment": augment,
+              "dataset": info.name, "train_size": len(train_split), "test_size": len(test_split)}
+
+    torch.manual_seed(seed)  # anything random inside the model (dropout)
+    shuffle_gen = torch.Generator().manual_seed(seed)
+    augment_gen = torch.Generator().manual_seed(seed + 1)
+    model.to(device)
+    if isinstance(train_split, TensorData):
+        train_split = train_split.to(device)
+    if isinstance(test_split, TensorData):
+        test_split = test_split.to(device)
+    autocast, amp_dtype = _autocast(device, amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16")
+
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BatchNorm and biases
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    else:
+        opt = torch.optim.AdamW(groups, lr=lr)
+    steps_per_epoch = _num_batches(len(train_split), batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+
+    history: list[dict] = []
+    first_epoch = 0
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt_path is not None and resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        for key in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "augment",
+                    "dataset", "train_size"):
+            if state["config"].get(key) != config[key]:
+                raise ValueError(
+                    f"checkpoint {ckpt_path} was made with {key}={state['config'].get(key)!r}, this run asks for "
+                    f"{config[key]!r}; use another checkpoint_dir or resume=False to start over"
+                )
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        shuffle_gen.set_state(state["shuffle_rng"])
+        augment_gen.set_state(state["augment_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        first_epoch = int(state["epoch"])
+    if ckpt_path is not None:
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+
+    from tqdm.auto import tqdm
+
+    cuda_ctx = contextlib.nullcontext()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_ctx = _cudnn_benchmark()
+    status, message = "completed", ""
+    train_time, samples_seen = 0.0, 0
+    with cuda_ctx:
+        for epoch in range(first_epoch, epochs):
+            model.train()
+            epoch_start = time.perf_counter()
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            seen = 0
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+                       leave=False, dynamic_ncols=True)
+            try:
+                batches = _batches(train_split, batch_size, device, True, shuffle_gen, num_workers)
+                for step, (x, y) in enumerate(batches, start=1):
+                    x = prepare_batch(x, info, train=augment, generator=augment_gen)
+                    with autocast():
+                        logits = model(x)
+                        loss = F.cross_entropy(logits.float(), y)
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                    scheduler.step()
+                    loss_sum += loss.detach() * y.shape[0]
+                    correct += (logits.detach().argmax(dim=1) == y).sum()
+                    seen += y.shape[0]
+                    if step % log_every == 0 or step == steps_per_epoch:
+                        running = loss_sum.item() / seen  # waits for the device: only every log_every steps
+                        if not math.isfinite(running) or running > max_loss:
+                            raise Diverged(f"training loss reached {running:.4g} at epoch {epoch + 1}, step {step} "
+                                           f"(limit {max_loss:.4g}); try a smaller lr (was {lr})")
+                        bar.set_postfix(loss=f"{running:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
+                    bar.update(1)
+            except Diverged as err:
+                status, message = "diverged", str(err)
+                break
+            finally:
+                bar.close()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            epoch_train_time = time.perf_counter() - epoch_start
+            train_time += epoch_train_time
+            samples_seen += seen
+            test_loss, test_acc = evaluate(model, test_split, 2 * batch_size, device, amp, num_workers)
+            record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum.item() / seen,
+                      "train_accuracy": correct.item() / seen, "test_loss": test_loss, "test_accuracy": test_acc,
+                      "train_time_s": epoch_train_time, "samples_per_second": seen / epoch_train_time}
+            if not math.isfinite(test_loss):
+                status, message = "diverged", f"test loss is {test_loss} after epoch {epoch + 1}; try a smaller lr"
+                break
+            history.append(record)
+            if ckpt_path is not None:
+                _save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                              "shuffle_rng": shuffle_gen.get_state(), "augment_rng": augment_gen.get_state(),
+                              "torch_rng": torch.get_rng_state(), "history": history, "config": config}, ckpt_path)
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} "
+                           f"acc {record['train_accuracy']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f}")
+            if on_epoch_end is not None:
+                on_epoch_end(record)
+
+    peak, peak_kind = _peak_memory(device)
+    done = status == "completed" and history
+    return TrainResult(
+        status=status,
+        test_accuracy=history[-1]["test_accuracy"] if done else None,
+        test_loss=history[-1]["test_loss"] if done else None,
+        history=history,
+        epochs_completed=len(history),
+        wall_time_s=time.perf_counter() - start_wall,
+        samples_per_second=samples_seen / train_time if train_time > 0 else float("nan"),
+        peak_memory_bytes=peak,
+        peak_memory_kind=peak_kind,
+        device=str(device),
+        seed=seed,
+        amp=amp_dtype,
+        resumed_from_epoch=first_epoch,
+        message=message,
+        config=config,
+    )
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark():
+    """cuDNN autotuning for the run's fixed shapes, restored afterwards (the caller's setting is theirs)."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
