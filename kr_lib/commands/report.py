@@ -1,0 +1,127 @@
+"""``kr report MODEL``: the K/R table of a network (kr_lib.redundancy.kr_report) and its aggregates.
+
+MODEL is a torchvision model name (``resnet50``, ``r2plus1d_18``; built with ``weights=None``, nothing
+is downloaded) or ``package.module:factory`` (a callable returning an ``nn.Module``, or a module instance).
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kr_lib.device import resolve_device
+from kr_lib.redundancy import default_input_shape, kr_report, kr_summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", help="torchvision model name (see --list) or package.module:factory")
+    parser.add_argument("--list", action="store_true", help="list the torchvision model names and exit")
+    parser.add_argument("--input-shape", default=None, metavar="CxHxW",
+                        help="input shape without the batch, e.g. 3x224x224 or 3x16x112x112 (video); "
+                             "default: 3x224x224 for 2D models, 3x16x112x112 for 3D (video) models")
+    parser.add_argument("--batch", type=int, default=1, help="batch size of the example input (FLOPs scale with it)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
+    parser.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the table and the aggregates as JSON")
+
+
+def torchvision_names() -> list[str]:
+    """All torchvision model names (classification, video, segmentation, detection, ...)."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models())
+
+
+def build_model(spec: str) -> nn.Module:
+    """A model from a torchvision name (``weights=None``) or ``package.module:factory``."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ValueError(f"cannot import {module_name!r} from model spec {spec!r}: {err}") from None
+        if not hasattr(module, attr):
+            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (model spec {spec!r})")
+        obj = getattr(module, attr)
+        model = obj if isinstance(obj, nn.Module) else obj()
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{spec!r} gave a {type(model).__name__}, not an nn.Module")
+        return model
+    import torchvision
+
+    names = torchvision_names()
+    if spec not in names:
+        close = difflib.get_close_matches(spec, names, n=5, cutoff=0.5)
+        hint = f"close matches: {', '.join(close)}" if close else "no close match"
+        raise ValueError(f"unknown model {spec!r} ({hint}); `kr report --list` lists all {len(names)} "
+                         "torchvision names, or give package.module:factory")
+    return torchvision.models.get_model(spec, weights=None)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``'3x224x224'`` (or ``'3,224,224'``) -> (3, 224, 224)."""
+    parts = text.replace(",", "x").lower().split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--input-shape must be integers joined by 'x' such as 3x224x224, got {text!r}") from None
+    if len(shape) < 2 or any(s < 1 for s in shape):
+        raise ValueError(f"--input-shape needs channels and at least one positive spatial size (e.g. 3x224x224), got {text!r}")
+    return shape
+
+
+def _write_atomic(path: str, write) -> None:
+    """Write via a temporary file in the same folder, then os.replace (no half-written file on failure)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            write(fh)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print("\n".join(torchvision_names()))
+        return 0
+    if not args.model:
+        raise ValueError("give a MODEL (a torchvision name or package.module:factory); `kr report --list` lists the names")
+    if args.batch < 1:
+        raise ValueError(f"--batch must be a positive integer, got {args.batch}")
+    device = resolve_device(args.device)
+    model = build_model(args.model).to(device)
+    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(model)
+    dtype = next((p.dtype for p in model.parameters()), torch.float32)
+    x = torch.randn(args.batch, *shape, device=device, dtype=dtype)
+    report = kr_report(model, x)
+    summary = kr_summary(report)
+
+    table = report.to_string(index=False, float_format=lambda v: f"{v:.3g}")
+    print(f"{args.model}: input {'x'.join(map(str, (args.batch, *shape)))} on {device}")
+    print(table)
+    print(f"blocks: {summary['blocks']}   parameters: {summary['total_parameters']:,} total, "
+          f"{summary['block_parameters']:,} in blocks, {summary['rest_parameters']:,} outside")
+    print(f"K/R: parameter-weighted {summary['weighted_kr']:.4g}, max {summary['max_kr']:.4g}; "
+          f"share of parameters in blocks with K/R > 1: {summary['share_kr_gt_1']:.1%}")
+    print(f"FLOPs (2 per multiply-accumulate): {summary['total_flops']:,} total, {summary['block_flops']:,} in blocks")
+
+    if args.csv:
+        _write_atomic(args.csv, lambda fh: report.to_csv(fh, index=False))
+        print(f"wrote {args.csv}")
+    if args.json:
+        payload = {"model": args.model, "input_shape": [args.batch, *shape], "device": str(device),
+                   "summary": summary, "blocks": json.loads(report.to_json(orient="records"))}
+        _write_atomic(args.json, lambda fh: json.dump(payload, fh, indent=1))
+        print(f"wrote {args.json}")
+    return 0
