@@ -2,7 +2,7 @@
 # Installs everything kr-book needs on a fresh Debian machine: the offline data and the browser for
 # the book tests (Debian packages), MathJax for offline math (npm), and a local virtual environment
 # (.venv) with PyTorch and the package itself. Safe to run again: each step is skipped when done.
-set -euo pipefail
+set -euo pipefail  # pipefail: a failed pip install fails the script despite the sed filter
 cd "$(dirname "$0")/.."
 
 apt_packages=(dataset-fashion-mnist chromium chromium-driver)
@@ -33,7 +33,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
   # The pinned wheels lie on this machine's disk (see /etc/xdg/pip); elsewhere pip fetches them.
-  .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-  .venv/bin/python -m pip install -q -e ".[test,bench]"
+  # (sed drops pip's warnings about this machine's unused local index folders)
+  .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | sed '/is ignored: it is neither/d'
+  .venv/bin/python -m pip install -q -e ".[test,bench]" 2>&1 | sed '/is ignored: it is neither/d' 
   touch "$stamp"
 fi
