@@ -19,7 +19,9 @@ pass gives the data flow):
    on the chain. Consecutive convolutions with kernels that extend over disjoint spatial modes (the
    (1, 3, 3) then (3, 1, 1) of a (2+1)D conv, the per-mode depthwise convs of a CP block) form one
    *factored unit*: they are one factored convolution.
-3. **Blocks and stages.** A module with at least two units on its chain is a *block* when the units
+3. **Blocks and stages.** A module with at least two units on its chain, or with one unit and a
+   shortcut (a path from its input to its output that avoids the chain: a residual single conv), is a
+   *block* when the units
    sit in children that are not blocks themselves (single convs, conv-norm-activation wrappers,
    factored convs); it is a *stage* when its chain passes through a stage, through two or more blocks,
    or through a block and other convolutions. A module whose whole chain lies in a single block
@@ -303,6 +305,27 @@ def _longest_chain(call: _Call, node_conv: dict) -> list[ConvCall]:
     return list(result[2]) if result else []
 
 
+def _has_bypass(call: _Call, chain: list[ConvCall], node_conv: dict) -> bool:
+    """True when some path from ``call``'s inputs to its output avoids every conv of ``chain`` (a shortcut)."""
+    if call.out_node is None:
+        return False
+    inputs = {id(n) for n in call.in_nodes}
+    on_chain = {id(c) for c in chain}
+    seen, stack = set(), [call.out_node]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if id(node) in inputs:
+            return True
+        conv = node_conv.get(id(node))
+        if conv is not None and id(conv) in on_chain:
+            continue
+        stack.extend(n for n, _ in node.next_functions if n is not None)
+    return False
+
+
 def _units(chain: list[ConvCall]) -> list[list[ConvCall]]:
     """Group consecutive convs whose kernels extend over disjoint spatial modes (one factored conv)."""
     units: list[list[ConvCall]] = []
@@ -384,7 +407,8 @@ def _classify(trace: _Trace):
     def visit(path: str) -> str:
         if path in kind:
             return kind[path]
-        if path not in units or len(units[path]) < 2:
+        n_units = len(units.get(path, ()))
+        if n_units < 1 or (n_units == 1 and not _has_bypass(trace.calls[path], chains[path], trace.node_conv)):
             kind[path] = "none"
             return "none"
         children = list(dict.fromkeys(_child_of(path, c.path) for c in chains[path]))

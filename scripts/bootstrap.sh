@@ -31,7 +31,6 @@ stamp=.venv/.kr-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: creating .venv (PyTorch and the package; a few minutes the first time)"
   python3 -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
   # The pinned wheels lie on this machine's disk (see /etc/xdg/pip); elsewhere pip fetches them.
   # (sed drops pip's warnings about this machine's unused local index folders)
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | sed '/is ignored: it is neither/d'
