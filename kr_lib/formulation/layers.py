@@ -256,7 +256,8 @@ def read_linear_cnn(model: nn.Module, input_shape) -> LinearCNN:
             in_features = linears[-1].out_features if linears else channels * math.prod(size)
             if module.in_features != in_features:
                 raise ValueError(f"module {path!r} (Linear) expects in_features={module.in_features} but receives "
-                                 f"{in_features} features; accepted: in_features == {in_features}")
+                                 f"{in_features} features; accepted: in_features == {in_features}, or an input_shape "
+                                 f"that gives {module.in_features} features")
             linears.append(module)
             continue
         if isinstance(module, nn.Flatten):
