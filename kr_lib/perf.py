@@ -1,0 +1,225 @@
+"""Timing, peak memory and result records for the benchmarks (``benchmarks/``) and the Performance page.
+
+Speed is always a ratio against a baseline measured in the same run: ``compare`` calls the candidates
+in turn, repeat after repeat (the order rotating), so that a busy moment of a shared machine slows all
+of them alike; a result is the median over the repeats. On CUDA every timing synchronizes the device.
+
+A benchmark writes one JSON record (``make_record`` / ``write_record``)::
+
+    {"benchmark": "blocks", "device": "cpu", "quick": true, "command": "python benchmarks/...",
+     "date": "2026-11-28T00:10:00+00:00", "machine": {...}, "versions": {...}, "commit": "...",
+     "note": "...", "parameters": {...}, "rows": [{...}, ...], "summary": {...}}
+
+``rows`` is a list of flat dicts (one table); ``load_results`` reads every ``*.json`` of a folder and
+``rows_frame`` turns a record into a pandas DataFrame.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import gc
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["synchronize", "compare", "time_call", "median", "ratio", "peak_memory", "make_record", "write_record",
+           "load_results", "rows_frame", "RECORD_KEYS", "SHARED_MACHINE_NOTE"]
+
+#: Keys every benchmark record has (``load_results`` checks them).
+RECORD_KEYS = ("benchmark", "device", "quick", "command", "date", "machine", "note", "rows")
+
+#: The note recorded by runs on the project's shared 2-core build machine.
+SHARED_MACHINE_NOTE = ("measured on a shared machine while other processes were running: absolute times are "
+                       "noisy; candidates were interleaved repeat by repeat, so compare the ratios")
+
+
+def synchronize(device: str | torch.device | None) -> None:
+    """Wait for queued kernels on ``device`` (CUDA); a no-op on the CPU."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], Any], device: str | torch.device | None = None, number: int = 1) -> float:
+    """Seconds per call of ``fn`` (mean over ``number`` back-to-back calls), the device synchronized."""
+    if number < 1:
+        raise ValueError(f"number must be a positive int, got {number!r}")
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - start) / number
+
+
+def compare(fns: Mapping[str, Callable[[], Any]], *, device: str | torch.device | None = None, repeats: int = 5,
+            warmup: int = 1, number: int = 1) -> dict[str, list[float]]:
+    """Time several candidates interleaved: ``repeats`` rounds, each calling every candidate once
+    (``number`` calls, averaged), in an order rotating by one per round. ``warmup`` untimed rounds first.
+
+    Returns ``{name: [seconds per call, one per round]}``; use ``median`` and ``ratio`` on it.
+    """
+    if not fns:
+        raise ValueError("compare needs at least one candidate")
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            times[name].append(time_call(fns[name], device, number))
+    return times
+
+
+def median(values) -> float:
+    """The median of a non-empty sequence of numbers."""
+    values = list(values)
+    if not values:
+        raise ValueError("median of an empty sequence")
+    return float(statistics.median(values))
+
+
+def ratio(times: Mapping[str, list[float]], baseline: str, candidate: str) -> float:
+    """``median(baseline) / median(candidate)``: > 1 means the candidate is faster."""
+    for name in (baseline, candidate):
+        if name not in times:
+            raise KeyError(f"no timings for {name!r}; have {sorted(times)}")
+    return median(times[baseline]) / median(times[candidate])
+
+
+class _RssSampler(threading.Thread):
+    """Polls this process's resident set size every ``interval`` seconds, keeping the largest."""
+
+    def __init__(self, interval: float):
+        super().__init__(daemon=True)
+        import psutil
+
+        self._process = psutil.Process()
+        self.interval = interval
+        self.peak = self._process.memory_info().rss
+        self._done = threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            self._done.wait(self.interval)
+
+    def stop(self) -> int:
+        self._done.set()
+        self.join()
+        return max(self.peak, self._process.memory_info().rss)
+
+
+def peak_memory(fn: Callable[[], Any], device: str | torch.device | None = None,
+                interval: float = 0.001) -> tuple[Any, int]:
+    """Run ``fn`` once; return ``(its result, peak memory in bytes above what was in use before)``.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` (exact, PyTorch's allocator). CPU: the process's
+    resident set size sampled every ``interval`` seconds by a thread (covers PyTorch and NumPy alike;
+    a peak shorter than the interval can be missed, and memory the allocator keeps from earlier calls
+    is reused without showing). Either way the result is kept alive until the peak is read.
+    """
+    gc.collect()
+    if device is not None and torch.device(device).type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        result = fn()
+        synchronize(device)
+        return result, max(0, torch.cuda.max_memory_allocated(device) - before)
+    sampler = _RssSampler(interval)
+    before = sampler.peak
+    sampler.start()
+    try:
+        result = fn()
+    finally:
+        peak = sampler.stop()
+    return result, max(0, peak - before)
+
+
+# ----------------------------------------------------------------------------- records
+def make_record(benchmark: str, device: str | torch.device, rows: list[dict], *, quick: bool, command: str,
+                parameters: Mapping[str, Any] | None = None, summary: Mapping[str, Any] | None = None,
+                note: str = SHARED_MACHINE_NOTE) -> dict[str, Any]:
+    """A benchmark record (the module docstring's schema) stamped with the date, machine, versions and commit."""
+    from .provenance import git_commit, machine, versions
+
+    if not isinstance(rows, list) or not all(isinstance(r, Mapping) for r in rows):
+        raise TypeError("rows must be a list of dicts (one per table row)")
+    return {
+        "benchmark": str(benchmark), "device": str(device), "quick": bool(quick), "command": command,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(), "versions": versions(), "commit": git_commit(), "note": note,
+        "parameters": dict(parameters or {}), "rows": [dict(r) for r in rows], "summary": dict(summary or {}),
+    }
+
+
+def _jsonable(value):
+    if isinstance(value, float) and value != value:
+        return None  # NaN -> null: strict JSON
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return _jsonable(value.item())
+    return value
+
+
+def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``record`` as indented JSON, atomically (a temporary file, then ``os.replace``)."""
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise ValueError(f"not a benchmark record: missing {missing} (make one with make_record)")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(dict(record)), fh, indent=1, allow_nan=False)
+            fh.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_results(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Every benchmark record in ``folder`` (``*.json``), keyed by file stem (e.g. ``blocks_cpu``).
+
+    Raises FileNotFoundError when the folder does not exist and ValueError naming a file that is not
+    a record (not JSON, or missing one of ``RECORD_KEYS``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no benchmark results folder at {folder} (run python benchmarks/run_all.py)")
+    records = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except ValueError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from None
+        missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{path} is not a benchmark record: missing {missing}")
+        records[path.stem] = record
+    return records
+
+
+def rows_frame(record: Mapping[str, Any]):
+    """The record's ``rows`` as a pandas DataFrame (columns in first-seen order)."""
+    import pandas as pd
+
+    return pd.DataFrame(list(record["rows"]))
