@@ -1,0 +1,133 @@
+"""Decomposing convs: the block's forward is a conv with the reconstructed kernel, ranks, errors, backend."""
+import pytest
+import tensorly as tl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from kr_lib.decompose import compose_kernels, cp_rank_bound, decompose_conv, reconstructed_conv, resolve_ranks
+
+_CONVF = {2: F.conv2d, 3: F.conv3d}
+
+
+def _conv(dim, P=6, K=8, kernel=3, stride=2, padding=1, bias=True, seed=0):
+    torch.manual_seed(seed)
+    Conv = {2: nn.Conv2d, 3: nn.Conv3d}[dim]
+    return Conv(P, K, kernel, stride=stride, padding=padding, bias=bias).double()
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+@pytest.mark.parametrize("method,rank", [("tucker2", 3), ("tucker2", (5, 2)), ("cp", 4), ("tucker", 3), ("tucker", None)])
+def test_forward_is_conv_with_reconstructed_kernel(dim, method, rank):
+    kernel = (3, 1, 3) if dim == 3 else 3
+    if rank is None:
+        rank = (4, 3, 2, 1, 2) if dim == 3 else (4, 3, 2, 2)
+    conv = _conv(dim, kernel=kernel)
+    block = decompose_conv(conv, method, rank, n_iter_max=10)
+    x = torch.randn(2, 6, *([9] * dim), dtype=torch.float64)
+    single = reconstructed_conv(block)
+    A_hat = single.weight
+    # the reported error is that of the reconstructed kernel
+    err = (torch.linalg.vector_norm(conv.weight - A_hat) / torch.linalg.vector_norm(conv.weight)).item()
+    assert block.relative_error == pytest.approx(err, rel=1e-9, abs=1e-12)
+    assert 0 < err < 1
+    y = _CONVF[dim](x, A_hat, conv.bias, stride=conv.stride, padding=conv.padding)
+    torch.testing.assert_close(block(x), y, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(single(x), y, rtol=1e-12, atol=1e-12)
+    assert block.projection.bias is not None and all(c.bias is None for c in block.convs()[:-1])
+    assert block.K == 8 and block.kr_ratio == 8 / block.R
+
+
+@pytest.mark.parametrize("method", ["tucker2", "tucker"])
+def test_full_rank_is_exact(method):
+    conv = _conv(2, stride=1, padding=0)
+    block = decompose_conv(conv, method, 1.0)
+    assert block.relative_error < 1e-12
+    x = torch.randn(1, 6, 7, 7, dtype=torch.float64)
+    torch.testing.assert_close(block(x), conv(x), rtol=1e-10, atol=1e-10)
+
+
+def test_error_decreases_with_rank_and_cp_recovers_a_low_rank_kernel():
+    conv = _conv(2, P=8, K=8, seed=3)
+    errs = [decompose_conv(conv, "tucker2", r).relative_error for r in (1, 2, 4, 8)]
+    assert all(a >= b - 1e-12 for a, b in zip(errs, errs[1:])) and errs[-1] < 1e-10
+    g = torch.Generator().manual_seed(0)
+    factors = [torch.randn(n, 2, dtype=torch.float64, generator=g) for n in (8, 8, 3, 3)]
+    with torch.no_grad():
+        conv.weight.copy_(torch.einsum("kr,cr,hr,wr->kchw", *factors))
+    assert decompose_conv(conv, "cp", 2, n_iter_max=500).relative_error < 1e-6
+
+
+def test_tensorly_backend_unchanged_and_dtype_device_kept():
+    before = tl.get_backend()
+    block = decompose_conv(_conv(2).float(), "cp", 3, n_iter_max=5)
+    assert tl.get_backend() == before
+    with tl.backend_context("numpy"):
+        decompose_conv(_conv(2), "tucker2", 2, n_iter_max=5)
+        assert tl.get_backend() == "numpy"
+    assert all(p.dtype == torch.float32 for p in block.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_in_cuda_out():
+    conv = _conv(3).cuda()
+    for method in ("tucker2", "cp", "tucker"):
+        block = decompose_conv(conv, method, 2)
+        assert all(p.is_cuda for p in block.parameters())
+        x = torch.randn(1, 6, 7, 7, 7, dtype=torch.float64, device="cuda")
+        torch.testing.assert_close(block(x), reconstructed_conv(block)(x))
+
+
+def test_padding_strings_and_1d():
+    conv = nn.Conv2d(4, 6, 3, padding="same").double()
+    block = decompose_conv(conv, "tucker2", (6, 4))
+    x = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(block(x), conv(x))
+    conv1 = nn.Conv1d(4, 6, 5, stride=2, padding=2).double()
+    block1 = decompose_conv(conv1, "cp", 4, n_iter_max=5)
+    x1 = torch.randn(2, 4, 11, dtype=torch.float64)
+    torch.testing.assert_close(block1(x1), reconstructed_conv(block1)(x1))
+
+
+def test_ranks():
+    shape = (8, 6, 3, 3)
+    assert resolve_ranks(shape, "tucker2", 4) == (4, 4)
+    assert resolve_ranks(shape, "tucker2", 0.5) == (4, 3)
+    assert resolve_ranks(shape, "tucker", 2) == (2, 2, 3, 3)
+    assert resolve_ranks(shape, "tucker", 1.0) == shape
+    assert resolve_ranks(shape, "cp", 1.0) == (cp_rank_bound(shape),) == (54,)
+    assert resolve_ranks((4, 2, 1, 1), "tucker2", 1.0) == (2, 2)   # a 1x1 conv: R <= R_in
+    with pytest.raises(ValueError, match="largest allowed is 6"):
+        resolve_ranks(shape, "tucker2", 7)
+    with pytest.raises(ValueError, match="largest allowed is 54"):
+        resolve_ranks(shape, "cp", 55)
+    with pytest.raises(ValueError, match="largest allowed is 2"):
+        resolve_ranks((4, 2, 1, 1), "tucker2", (3, 2))
+    with pytest.raises(ValueError, match="4 ranks"):
+        resolve_ranks(shape, "tucker", (2, 2))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        resolve_ranks(shape, "tucker2", 1.5)
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_ranks(shape, "svd", 2)
+
+
+def test_bad_convs():
+    with pytest.raises(TypeError, match="Conv"):
+        decompose_conv(nn.Linear(3, 4), "cp", 2)
+    with pytest.raises(ValueError, match="groups"):
+        decompose_conv(nn.Conv2d(4, 4, 3, groups=2), "cp", 2)
+    with pytest.raises(ValueError, match="dilation"):
+        decompose_conv(nn.Conv2d(4, 4, 3, dilation=2), "cp", 2)
+    with pytest.raises(ValueError, match="largest allowed"):
+        decompose_conv(nn.Conv2d(3, 64, 7), "tucker2", 32)
+
+
+def test_compose_kernels_matches_a_chain_of_convs():
+    torch.manual_seed(4)
+    w1, w2, w3 = (torch.randn(4, 3, 3, 2, dtype=torch.float64), torch.randn(6, 2, 2, 3, dtype=torch.float64),
+                  torch.randn(5, 6, 1, 1, dtype=torch.float64))
+    x = torch.randn(2, 3, 17, 19, dtype=torch.float64)
+    chain = F.conv2d(F.conv2d(F.conv2d(x, w1, stride=(2, 1)), w2, stride=(1, 3), groups=2), w3)
+    A = compose_kernels([w1, w2, w3], [(2, 1), (1, 3), (1, 1)], [1, 2, 1])
+    assert A.shape == (5, 3, 3 + 2 * 1, 2 + 1 * 2)
+    torch.testing.assert_close(F.conv2d(x, A, stride=(2, 3)), chain)
