@@ -170,4 +170,20 @@ def build_book(output: str | os.PathLike | None = None, preset: str = "default",
     index = out / "_build" / "html" / "index.html"
     if result.returncode != 0 or not index.exists():
         raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see the log above")
+    point_launch_links_at_sources(out / "_build" / "html", pages)
     return index
+
+
+def point_launch_links_at_sources(html: Path, pages: dict[str, dict[str, Any]]) -> None:
+    """A page made from another notebook (one summary notebook, a page per dataset) exists only in the
+    build; its launch buttons are pointed at the notebook it was executed from."""
+    for page, how in pages.items():
+        if page == how["source"]:
+            continue
+        path = html / (page.removesuffix(".ipynb") + ".html")
+        if path.exists():
+            text = path.read_text()
+            fixed = text.replace(f"tree/{page}", f"tree/{how['source']}").replace(
+                f"filepath={page}", f"filepath={how['source']}")
+            if fixed != text:
+                path.write_text(fixed)
