@@ -30,14 +30,15 @@ from typing import Any
 import torch
 
 __all__ = ["synchronize", "compare", "time_call", "median", "ratio", "peak_memory", "make_record", "write_record",
-           "load_results", "rows_frame", "RECORD_KEYS", "SHARED_MACHINE_NOTE"]
+           "load_results", "rows_frame", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
 
 #: Keys every benchmark record has (``load_results`` checks them).
 RECORD_KEYS = ("benchmark", "device", "quick", "command", "date", "machine", "note", "rows")
 
 #: The note recorded by runs on the project's shared 2-core build machine.
-SHARED_MACHINE_NOTE = ("measured on a shared machine while other processes were running: absolute times are "
-                       "noisy; candidates were interleaved repeat by repeat, so compare the ratios")
+SHARED_MACHINE_NOTE = ("measured on a shared 2-core machine while other processes (other agents' tests) were "
+                       "running: absolute times are noisy; candidates were interleaved round by round and the "
+                       "ratios are of medians from the same rounds")
 
 
 def synchronize(device: str | torch.device | None) -> None:
@@ -46,27 +47,47 @@ def synchronize(device: str | torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: str | torch.device | None = None, number: int = 1) -> float:
-    """Seconds per call of ``fn`` (mean over ``number`` back-to-back calls), the device synchronized."""
+#: Clocks ``time_call`` and ``compare`` accept: wall-clock time, or the CPU time of this process (all
+#: its threads), which other processes on a shared machine barely disturb (CPU runs only).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _clock(clock: str, device) -> Callable[[], float]:
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {clock!r}")
+    if clock == "cpu" and device is not None and torch.device(device).type != "cpu":
+        raise ValueError(f"clock='cpu' measures host CPU time and is meaningless on {device}; use clock='wall'")
+    return CLOCKS[clock]
+
+
+def time_call(fn: Callable[[], Any], device: str | torch.device | None = None, number: int = 1,
+              clock: str = "wall") -> float:
+    """Seconds per call of ``fn`` (mean over ``number`` back-to-back calls), the device synchronized.
+
+    ``clock="cpu"`` counts this process's CPU time instead of wall time (see ``CLOCKS``).
+    """
     if number < 1:
         raise ValueError(f"number must be a positive int, got {number!r}")
+    now = _clock(clock, device)
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     for _ in range(number):
         fn()
     synchronize(device)
-    return (time.perf_counter() - start) / number
+    return (now() - start) / number
 
 
 def compare(fns: Mapping[str, Callable[[], Any]], *, device: str | torch.device | None = None, repeats: int = 5,
-            warmup: int = 1, number: int = 1) -> dict[str, list[float]]:
+            warmup: int = 1, number: int = 1, clock: str = "wall") -> dict[str, list[float]]:
     """Time several candidates interleaved: ``repeats`` rounds, each calling every candidate once
     (``number`` calls, averaged), in an order rotating by one per round. ``warmup`` untimed rounds first.
+    ``clock``: ``"wall"`` or ``"cpu"`` (see ``CLOCKS``).
 
     Returns ``{name: [seconds per call, one per round]}``; use ``median`` and ``ratio`` on it.
     """
     if not fns:
         raise ValueError("compare needs at least one candidate")
+    _clock(clock, device)
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats!r}, warmup={warmup!r}")
     names = list(fns)
@@ -78,7 +99,7 @@ def compare(fns: Mapping[str, Callable[[], Any]], *, device: str | torch.device 
     for round_ in range(repeats):
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(time_call(fns[name], device, number))
+            times[name].append(time_call(fns[name], device, number, clock))
     return times
 
 
