@@ -15,8 +15,8 @@ pass gives the data flow):
    gate. Gates are never counted on a chain: they act on a pooled 1 x 1 map and only rescale channels.
 2. **Chain of a module.** For every module called in the forward pass, its *chain* is the longest
    path of (non-gate) convolutions in the autograd graph from the module's input to its output.
-   The shortcut of a residual block (identity or a 1x1 ``downsample``) is the shorter path and is not
-   on the chain. Consecutive convolutions with kernels that extend over disjoint spatial modes (the
+   The shortcut of a residual block (identity or a 1x1 ``downsample``) is the shorter path (at equal
+   length, the one with smaller kernels) and is not on the chain. Consecutive convolutions with kernels that extend over disjoint spatial modes (the
    (1, 3, 3) then (3, 1, 1) of a (2+1)D conv, the per-mode depthwise convs of a CP block) form one
    *factored unit*: they are one factored convolution.
 3. **Blocks and stages.** A module with at least two units on its chain, or with one unit and a
@@ -273,7 +273,11 @@ def _trace(model: nn.Module, example_input) -> _Trace:
 
 
 def _longest_chain(call: _Call, node_conv: dict) -> list[ConvCall]:
-    """Longest path of non-gate convolutions in the autograd graph from ``call``'s inputs to its output."""
+    """Longest path of non-gate convolutions in the autograd graph from ``call``'s inputs to its output.
+
+    Ties (same number of convs, e.g. a single 3x3 conv next to a 1x1 shortcut conv) go to the path
+    with the larger kernels, then to the one that ran last.
+    """
     if call.out_node is None:
         return []
     inputs = {id(n) for n in call.in_nodes}
@@ -285,7 +289,7 @@ def _longest_chain(call: _Call, node_conv: dict) -> list[ConvCall]:
         if key in memo:
             continue
         if key in inputs:
-            memo[key] = (0, -1, ())
+            memo[key] = (0, 0, -1, ())
             continue
         children = [n for n, _ in node.next_functions if n is not None]
         if not expanded:
@@ -295,14 +299,14 @@ def _longest_chain(call: _Call, node_conv: dict) -> list[ConvCall]:
         best = None
         for c in children:
             r = memo.get(id(c))
-            if r is not None and (best is None or r[:2] > best[:2]):
+            if r is not None and (best is None or r[:3] > best[:3]):
                 best = r
         conv = node_conv.get(key)
         if best is not None and conv is not None and not conv.gate:
-            best = (best[0] + 1, conv.index, best[2] + (conv,))
+            best = (best[0] + 1, best[1] + math.prod(conv.kernel), conv.index, best[3] + (conv,))
         memo[key] = best
     result = memo.get(id(call.out_node))
-    return list(result[2]) if result else []
+    return list(result[3]) if result else []
 
 
 def _has_bypass(call: _Call, chain: list[ConvCall], node_conv: dict) -> bool:
