@@ -50,7 +50,7 @@ def build_model(spec: str) -> nn.Module:
         if not hasattr(module, attr):
             raise ValueError(f"module {module_name!r} has no attribute {attr!r} (model spec {spec!r})")
         obj = getattr(module, attr)
-        model = obj if isinstance(obj, nn.Module) else obj()
+        model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
         if not isinstance(model, nn.Module):
             raise ValueError(f"{spec!r} gave a {type(model).__name__}, not an nn.Module")
         return model
