@@ -1,0 +1,47 @@
+"""``kr ablate DATASET -p name=value ...``: one ablation run, the notebook ``notebooks/ablation.ipynb``
+executed by papermill; the record ``<output-dir>/<dataset>/<run_id>.json`` and the executed notebook
+``<run_id>.ipynb`` beside it. Values are read as YAML data (``-p kr_ratio=1/4 -p R=null``), never run as code."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from kr_lib.runs.ablation import DEFAULTS, check_parameters, scientific
+from kr_lib.runs.cli_values import parse_assignments
+from kr_lib.runs.records import read_record, record_path, run_id
+from kr_lib.runs.sweep import NOTEBOOK, execute_run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="a registered dataset: fashion_mnist, moving_fashion_mnist, cifar10, svhn, ucf101")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="a notebook parameter (repeatable): " + ", ".join(n for n in DEFAULTS
+                                                                              if n not in ("dataset", "output_dir", "sweep")))
+    parser.add_argument("--output-dir", default="results", help="results root (default: results)")
+    parser.add_argument("--force", action="store_true", help="run again even if the record exists")
+    parser.add_argument("--notebook", default=str(NOTEBOOK), help=argparse.SUPPRESS)
+    parser.add_argument("--progress", action="store_true", help="show papermill's cell progress")
+
+
+def run(args) -> int:
+    params = parse_assignments(args.param)
+    for name in ("dataset", "output_dir"):
+        if name in params:
+            raise ValueError(f"give {name} as {'the positional DATASET' if name == 'dataset' else '--output-dir'}, not -p")
+    params["dataset"] = args.dataset
+    checked = check_parameters(params)  # a bad name or value stops here, before any kernel starts
+    rid = run_id(scientific(checked))
+    path = record_path(args.output_dir, args.dataset, rid)
+    if path.is_file() and not args.force:
+        status = read_record(path)["status"]
+        print(f"{path} exists ({status}); nothing to do (--force runs it again)")
+        return 0
+    print(f"run {rid} -> {path}")
+    outcome = execute_run(params, args.output_dir, notebook=args.notebook, progress=args.progress)
+    record = read_record(outcome.path)
+    metrics = record.get("metrics") or {}
+    print(json.dumps({"run_id": rid, "status": outcome.status, "test_accuracy": metrics.get("test_accuracy"),
+                      "wall_time_s": round(outcome.wall_time_s, 1), "record": str(outcome.path)}, indent=1))
+    if outcome.status == "failed":
+        print(f"failed: {outcome.message}")
+    return 0 if outcome.status == "completed" else 1

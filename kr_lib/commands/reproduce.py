@@ -1,0 +1,28 @@
+"""``kr reproduce RECORD``: rerun a result record's exact parameters and compare the metrics -- identical
+when both runs are on the CPU, within a tolerance (default 0.01 accuracy, 2 % loss) when a GPU was used."""
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from kr_lib.runs.reproduce import GPU_ACCURACY_TOLERANCE, GPU_LOSS_RTOL, reproduce
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("record", help="a result record, e.g. results/fashion_mnist/<run_id>.json")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--output-dir", default=None, help="keep the rerun's record here (default: a temporary folder)")
+    parser.add_argument("--accuracy-tol", type=float, default=GPU_ACCURACY_TOLERANCE,
+                        help=f"allowed accuracy difference off the CPU (default {GPU_ACCURACY_TOLERANCE})")
+    parser.add_argument("--loss-rtol", type=float, default=GPU_LOSS_RTOL,
+                        help=f"allowed relative loss difference off the CPU (default {GPU_LOSS_RTOL})")
+
+
+def run(args) -> int:
+    cmp = reproduce(args.record, device=args.device, output_dir=args.output_dir, accuracy_tol=args.accuracy_tol,
+                    loss_rtol=args.loss_rtol)
+    table = pd.DataFrame({"original": cmp.original, "rerun": cmp.rerun, "difference": cmp.differences})
+    print(table.to_string())
+    print(f"rule: {cmp.rule}; {'AGREE' if cmp.agree else 'DIFFER'}")
+    return 0 if cmp.agree else 1

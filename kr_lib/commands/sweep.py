@@ -1,0 +1,49 @@
+"""``kr sweep FILE [--preset NAME]``: a sweep file's grid of ablation runs, one after another with overall
+progress (or ``--backend ray [--address ADDR]``: one Ray task per run). Runs whose record exists are
+skipped, so a sweep stopped at any moment (SIGKILL included) continues where it stopped when started again."""
+from __future__ import annotations
+
+import argparse
+
+from kr_lib.runs.sweep import load_sweep, run_sweep
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a sweep file, e.g. sweeps/fashion_mnist.yaml")
+    parser.add_argument("--preset", default=None, help="a preset of the file (e.g. quick, book, paper)")
+    parser.add_argument("--output-dir", default="results", help="results root (default: results)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--data-dir", default=None, help="data root (default: $KR_DATA_DIR, then the dataset's default)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: one run after another (default); ray: one Ray task per run")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the runs recorded as failed")
+    parser.add_argument("--limit", type=int, default=None, help="run at most N runs in this call")
+    parser.add_argument("--dry-run", action="store_true", help="list the runs (and which are recorded) and exit")
+
+
+def run(args) -> int:
+    if args.dry_run:
+        from kr_lib.runs.ablation import scientific
+        from kr_lib.runs.records import record_path, run_id
+
+        sweep = load_sweep(args.file, args.preset)
+        done = 0
+        for p in sweep.runs:
+            rid = run_id(scientific(p))
+            exists = record_path(args.output_dir, sweep.dataset, rid).is_file()
+            done += exists
+            size = f"R={p['R']}" if p["R"] is not None else f"budget={p['param_budget']}"
+            print(f"{'done' if exists else 'todo'}  {rid}  {p['design']} K/R={p['kr_ratio']} {size} "
+                  f"epochs={p['epochs']} seed={p['seed']}")
+        print(f"{len(sweep.runs)} runs, {done} recorded. {sweep.description.strip()}")
+        if sweep.cost:
+            print(f"cost: {sweep.cost.strip()}")
+        return 0
+    if args.address and args.backend != "ray":
+        raise ValueError("--address is for --backend ray")
+    summary = run_sweep(args.file, args.preset, output_dir=args.output_dir, device=args.device,
+                        data_dir=args.data_dir, backend=args.backend, address=args.address,
+                        retry_failed=args.retry_failed, limit=args.limit)
+    print(summary)
+    return 1 if summary.count("failed") else 0

@@ -1,0 +1,231 @@
+"""Result records of ablation runs: identity, atomic writing, reading, aggregation.
+
+A record is one JSON file ``<results>/<dataset>/<run_id>.json`` (the executed notebook
+``<run_id>.ipynb`` beside it). ``run_id`` depends only on the *scientific* parameters
+(:data:`kr_lib.runs.ablation.SCIENTIFIC`: dataset, design, K/R, R or budget, depth, epochs, batch size,
+optimizer, lr, seed, training subset, ...), never on the device or the folders, so a sweep started
+again finds the runs it already finished.
+
+    path = write_record(record, "results")          # results/<dataset>/<run_id>.json, atomically
+    records, problems = read_records("results/fashion_mnist")
+    table = records_table(records)                   # one row per record (pandas)
+    summary = aggregate(table)                       # mean/std/count over seeds
+
+Record fields (schema 1): ``schema``, ``run_id``, ``status`` ("completed", "diverged" or "failed"),
+``message``, ``parameters`` (every notebook parameter, resolved), ``mode`` ("fixed_r" or "budget"),
+``metrics`` (test/train accuracy and loss of the last epoch, best test accuracy, epochs completed),
+``history`` (per epoch), ``model`` (``build_model``'s spec: K_0, R_0, widths, parameter count),
+``network`` (``kr_summary`` aggregates, ``df`` and ``naive_count`` of the whole network, FLOPs per
+sample), ``blocks`` (the ``kr_report`` rows: K, R, K/R, parameters, FLOPs, df, naive count),
+``timing`` (wall time of the whole run and of training, samples per second, peak memory),
+``device``, ``machine``, ``versions``, ``git_commit``, ``created`` (UTC, ISO 8601).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+SCHEMA = 1
+STATUSES = ("completed", "diverged", "failed")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def default_output_dir() -> Path:
+    """Where a notebook run writes its record when no folder is named: ``$KR_RESULTS_DIR``, else
+    ``_build/runs`` of the checkout (scratch, never committed). ``kr ablate``/``kr sweep`` name
+    ``results/`` explicitly."""
+    env = os.environ.get("KR_RESULTS_DIR")
+    return Path(env) if env else REPO_ROOT / "_build" / "runs"
+
+
+def _canonical(value):
+    """JSON-stable form of a parameter value (K/R as its exact fraction, floats rounded to 12 digits)."""
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _slug(value) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
+
+
+def run_id(scientific: Mapping[str, Any]) -> str:
+    """A file-name-safe id of a run: readable prefix (design, K/R, R or budget, seed) and a 10-digit hash
+    of all scientific parameters. Equal parameters give equal ids on every machine.
+
+    >>> run_id({"dataset": "fashion_mnist", "design": "dense", "kr_ratio": "1", "R": 16, "param_budget": None,
+    ...         "seed": 0})[:22]
+    'dense-kr1-R16-seed0-'
+    """
+    canon = _canonical(dict(scientific))
+    digest = hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
+    size = f"R{canon['R']}" if canon.get("R") is not None else f"budget{canon.get('param_budget')}"
+    kr = _slug(str(canon.get("kr_ratio")).replace("/", "over"))
+    return f"{_slug(canon.get('design'))}-kr{kr}-{size}-seed{canon.get('seed')}-{digest}"
+
+
+def record_path(output_dir: str | os.PathLike, dataset: str, rid: str) -> Path:
+    """``<output_dir>/<dataset>/<run_id>.json``."""
+    return Path(output_dir) / dataset / f"{rid}.json"
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Fraction):
+        return str(obj)
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _json_safe(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over ``path``. A process killed at any moment leaves either the old file or the
+    new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(tmp, "w") as fh:
+        json.dump(_json_safe(obj), fh, indent=1, sort_keys=False, allow_nan=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def validate_record(record: Mapping) -> None:
+    """Raise ``ValueError`` naming what is missing or wrong in a record."""
+    if not isinstance(record, Mapping):
+        raise ValueError(f"a record is a JSON object, got {type(record).__name__}")
+    missing = [k for k in ("schema", "run_id", "status", "parameters") if k not in record]
+    if missing:
+        raise ValueError(f"missing field(s) {', '.join(missing)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"status {record['status']!r} is not one of {STATUSES}")
+    if record["status"] == "completed":
+        acc = (record.get("metrics") or {}).get("test_accuracy")
+        if not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+            raise ValueError(f"a completed record needs metrics.test_accuracy in [0, 1], got {acc!r}")
+
+
+def write_record(record: Mapping, output_dir: str | os.PathLike) -> Path:
+    """Check ``record`` and write it to ``<output_dir>/<dataset>/<run_id>.json`` atomically; return the path."""
+    validate_record(record)
+    return write_json_atomic(record, record_path(output_dir, record["parameters"]["dataset"], record["run_id"]))
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """One record; ``ValueError`` (with the file name and the reason) when it is not a valid record."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    try:
+        validate_record(record)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if path.stem != record["run_id"]:
+        raise ValueError(f"{path}: file name does not match its run_id {record['run_id']!r}")
+    return record
+
+
+@dataclass
+class CorruptRecord:
+    """A file under a results folder that could not be read as a record, and why."""
+
+    path: Path
+    reason: str
+
+
+def read_records(folder: str | os.PathLike) -> tuple[list[dict], list[CorruptRecord]]:
+    """Every record ``*.json`` directly in ``folder`` (sorted by name) and the files that are not valid
+    records -- returned, never dropped silently. A missing folder gives ``([], [])``."""
+    folder = Path(folder)
+    records, corrupt = [], []
+    if not folder.is_dir():
+        return records, corrupt
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records.append(read_record(path))
+        except ValueError as err:
+            corrupt.append(CorruptRecord(path, str(err).removeprefix(f"{path}: ")))
+    return records, corrupt
+
+
+#: Columns of :func:`records_table`, in order.
+TABLE_COLUMNS = ["run_id", "status", "design", "mode", "kr_ratio", "kr_fraction", "R", "K", "param_budget",
+                 "parameters", "df", "naive_count", "flops", "weighted_kr", "seed", "epochs", "train_limit",
+                 "test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy", "wall_time_s", "device",
+                 "preset"]
+
+
+def records_table(records: Iterable[Mapping]) -> pd.DataFrame:
+    """One row per record (columns :data:`TABLE_COLUMNS`), values read from the records, never recomputed."""
+    rows = []
+    for r in records:
+        p, m, net, model = r["parameters"], r.get("metrics") or {}, r.get("network") or {}, r.get("model") or {}
+        rows.append({
+            "run_id": r["run_id"], "status": r["status"], "design": model.get("design", p.get("design")),
+            "mode": r.get("mode"), "kr_ratio": model.get("kr_ratio"), "kr_fraction": model.get("kr_fraction", p.get("kr_ratio")),
+            "R": model.get("R"), "K": model.get("K"), "param_budget": p.get("param_budget"),
+            "parameters": net.get("total_parameters", model.get("parameters")), "df": net.get("df"),
+            "naive_count": net.get("naive_count"), "flops": net.get("flops_per_sample"),
+            "weighted_kr": net.get("weighted_kr"), "seed": p.get("seed"), "epochs": p.get("epochs"),
+            "train_limit": p.get("train_limit"), "test_accuracy": m.get("test_accuracy"),
+            "best_test_accuracy": m.get("best_test_accuracy"), "test_loss": m.get("test_loss"),
+            "train_accuracy": m.get("train_accuracy"), "wall_time_s": (r.get("timing") or {}).get("wall_time_s"),
+            "device": r.get("device"), "preset": (r.get("sweep") or {}).get("preset"),
+        })
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS)
+
+
+#: What identifies one configuration across seeds.
+CONFIG_KEYS = ["design", "mode", "kr_fraction", "kr_ratio", "R", "param_budget", "epochs", "train_limit"]
+
+
+def aggregate(table: pd.DataFrame) -> pd.DataFrame:
+    """Completed runs grouped over seeds: mean, std and count of the test accuracy, and the (seed-free)
+    size columns, one row per configuration, sorted by design, mode and K/R."""
+    if table.empty:
+        return pd.DataFrame(columns=[*CONFIG_KEYS, "K", "parameters", "df", "flops", "seeds", "accuracy_mean",
+                                     "accuracy_std", "failed"])
+    keys = [k for k in CONFIG_KEYS]
+    t = table.copy()
+    t[keys] = t[keys].astype(object).where(t[keys].notna(), "-")
+    done = t[t["status"] == "completed"]
+    out = done.groupby(keys, sort=False).agg(
+        K=("K", "first"), parameters=("parameters", "first"), df=("df", "first"), flops=("flops", "first"),
+        seeds=("seed", "nunique"), accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", "std"),
+        wall_time_s=("wall_time_s", "mean"),
+    )
+    failed = t[t["status"] != "completed"].groupby(keys, sort=False).size().rename("failed")
+    out = out.join(failed, how="outer").reset_index()
+    out["failed"] = out["failed"].fillna(0).astype(int)
+    out = out.sort_values(["design", "mode", "kr_ratio"], key=lambda s: s.astype(str) if s.name != "kr_ratio" else
+                          pd.to_numeric(s, errors="coerce")).reset_index(drop=True)
+    out[keys] = out[keys].replace("-", None)
+    return out

@@ -1,0 +1,76 @@
+"""Rerun a record's exact parameters and compare the metrics.
+
+On the CPU with the same library versions, a run is deterministic (seeded shuffling, augmentation and
+initialisation; ``kr_lib.train``), so the metrics must be *identical*. On a GPU (cuDNN's algorithm choice,
+atomics in backward kernels, mixed precision) they agree only within a tolerance: by default 0.01 in
+test accuracy (one percentage point) and 2 % relative in test loss.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .ablation import SCIENTIFIC
+from .records import read_record
+
+GPU_ACCURACY_TOLERANCE = 0.01
+GPU_LOSS_RTOL = 0.02
+COMPARED = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "epochs_completed")
+
+
+@dataclass
+class Comparison:
+    """The original and rerun metrics, whether they agree, and under which rule (``exact`` or ``tolerance``)."""
+
+    original: dict
+    rerun: dict
+    rule: str
+    differences: dict
+    agree: bool
+    rerun_path: Path | None
+
+
+def compare_metrics(original: Mapping, rerun: Mapping, exact: bool, accuracy_tol: float = GPU_ACCURACY_TOLERANCE,
+                    loss_rtol: float = GPU_LOSS_RTOL) -> tuple[bool, dict]:
+    """Do two records' metrics agree? ``exact``: every compared metric equal; else accuracies within
+    ``accuracy_tol`` (absolute) and losses within ``loss_rtol`` (relative). Returns (agree, differences)."""
+    if original.get("status") != rerun.get("status"):
+        return False, {"status": (original.get("status"), rerun.get("status"))}
+    a, b = original.get("metrics") or {}, rerun.get("metrics") or {}
+    diffs, agree = {}, True
+    for key in COMPARED:
+        x, y = a.get(key), b.get(key)
+        diffs[key] = None if x is None or y is None else y - x
+        if exact or x is None or y is None or key == "epochs_completed":
+            ok = x == y
+        elif "accuracy" in key:
+            ok = abs(y - x) <= accuracy_tol
+        else:
+            ok = math.isclose(x, y, rel_tol=loss_rtol)
+        agree &= ok
+    return agree, diffs
+
+
+def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: str | os.PathLike | None = None,
+              accuracy_tol: float = GPU_ACCURACY_TOLERANCE, loss_rtol: float = GPU_LOSS_RTOL,
+              progress: bool = False) -> Comparison:
+    """Run ``record_file``'s scientific parameters again (through the notebook, into ``output_dir``, by default
+    a temporary folder) on ``device`` and compare: exact when both runs used the CPU, else within tolerance."""
+    from .sweep import execute_run
+
+    original = read_record(record_file)
+    params = {k: original["parameters"][k] for k in SCIENTIFIC}
+    params["device"] = device
+    with tempfile.TemporaryDirectory(prefix="kr-reproduce-") as tmp:
+        out = Path(output_dir) if output_dir else Path(tmp)
+        outcome = execute_run(params, out, progress=progress)
+        rerun = read_record(outcome.path)
+        exact = str(original.get("device", "")).startswith("cpu") and str(rerun.get("device", "")).startswith("cpu")
+        agree, diffs = compare_metrics(original, rerun, exact, accuracy_tol, loss_rtol)
+        return Comparison(original.get("metrics") or {}, rerun.get("metrics") or {},
+                          "exact" if exact else f"tolerance (accuracy {accuracy_tol}, loss {loss_rtol:.0%} relative)",
+                          diffs, agree, outcome.path if output_dir else None)

@@ -1,0 +1,336 @@
+"""Sweeps: a YAML file's grid of ablation runs, run one after another (or as Ray tasks), resumable.
+
+A sweep file (read with ``yaml.safe_load``)::
+
+    dataset: fashion_mnist
+    description: what the sweep is for
+    parameters: {stages: 3, epochs: 4}         # notebook parameters shared by every run
+    grids:                                      # named sub-grids; each is a product over its lists
+      dense:  {design: [dense], kr_ratio: [1], R: [16], seed: [0, 1]}
+      fixed_r: {design: [bottleneck, separable], kr_ratio: ["1/4", 1, 4], R: [16], seed: [0, 1]}
+      budget: {design: [bottleneck], kr_ratio: ["1/4", 1, 4], param_budget: [60000], seed: [0, 1]}
+    presets:                                    # --preset NAME: overrides
+      quick:
+        description: ..., cost: ...
+        parameters: {epochs: 1}                 # merged into every run's parameters
+        axes: {seed: [0]}                       # replaces that axis in every grid that has it
+        grids: {fixed_r: {kr_ratio: [1, 4]}}    # replaces axes of one grid (null drops the grid)
+
+A grid entry with ``param_budget`` and no ``R`` is a budget run (R is solved). Every run of the grid is
+checked (:func:`kr_lib.runs.check_parameters`) before the first one starts.
+
+Running (:func:`run_sweep`): each run is the notebook ``notebooks/ablation.ipynb`` executed by papermill
+(:func:`execute_run`); its record ``<output_dir>/<dataset>/<run_id>.json`` is written atomically at the
+end, the executed notebook beside it. A run whose record exists is skipped, so a sweep killed at any
+moment (SIGKILL included) and started again redoes only the unfinished runs -- the one that was cut off
+resumes from its last epoch checkpoint. A run that raises is recorded with status ``"failed"`` (retried
+only with ``retry_failed``); a diverged one is recorded as ``"diverged"``; the sweep goes on.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .ablation import DEFAULTS, check_parameters, failed_record, scientific
+from .records import REPO_ROOT, read_record, record_path, run_id, write_record
+
+NOTEBOOK = REPO_ROOT / "notebooks" / "ablation.ipynb"
+SWEEP_KEYS = {"dataset", "description", "parameters", "grids", "presets"}
+PRESET_KEYS = {"description", "cost", "parameters", "axes", "grids"}
+#: Parameters a sweep file may not set: where things go is the command's business.
+NOT_IN_SWEEP = {"output_dir", "device", "data_dir", "save_record", "checkpoint", "sweep", "dataset"}
+
+
+@dataclass
+class Sweep:
+    """A sweep file expanded for one preset: ``runs`` are checked parameter dicts (no device, no folders)."""
+
+    path: Path
+    dataset: str
+    preset: str | None
+    description: str
+    cost: str
+    runs: list[dict]
+
+
+def _check_names(where: str, names, allowed) -> None:
+    unknown = sorted(set(names) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; accepted: {', '.join(sorted(allowed))}")
+
+
+def load_sweep(path: str | os.PathLike, preset: str | None = None) -> Sweep:
+    """Read a sweep file (safe YAML) and expand its grid for ``preset``; every run is checked here."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path} not found")
+    spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: a sweep file is a YAML mapping with keys {', '.join(sorted(SWEEP_KEYS))}")
+    _check_names(str(path), spec, SWEEP_KEYS)
+    if "dataset" not in spec or "grids" not in spec:
+        raise ValueError(f"{path}: needs 'dataset' and 'grids'")
+    param_names = set(DEFAULTS) - NOT_IN_SWEEP
+    base = dict(spec.get("parameters") or {})
+    _check_names(f"{path}: parameters", base, param_names)
+    presets = spec.get("presets") or {}
+    description, cost, axes, grid_overrides = spec.get("description", ""), "", {}, {}
+    if preset is not None:
+        if preset not in presets:
+            raise ValueError(f"{path}: no preset {preset!r}; it has: {', '.join(presets) or 'none'}")
+        pre = presets[preset] or {}
+        _check_names(f"{path}: preset {preset}", pre, PRESET_KEYS)
+        _check_names(f"{path}: preset {preset}: parameters", pre.get("parameters") or {}, param_names)
+        _check_names(f"{path}: preset {preset}: axes", pre.get("axes") or {}, param_names)
+        base.update(pre.get("parameters") or {})
+        axes = dict(pre.get("axes") or {})
+        grid_overrides = dict(pre.get("grids") or {})
+        _check_names(f"{path}: preset {preset}: grids", grid_overrides, spec["grids"] or {})
+        description, cost = pre.get("description", description), str(pre.get("cost", ""))
+    grids = spec["grids"]
+    if not isinstance(grids, dict) or not grids:
+        raise ValueError(f"{path}: 'grids' must map grid names to {{parameter: [values]}}")
+    runs, seen = [], set()
+    for name, grid in grids.items():
+        if not isinstance(grid, dict):
+            raise ValueError(f"{path}: grid {name!r} must map parameter names to lists of values")
+        if name in grid_overrides and grid_overrides[name] is None:
+            continue  # the preset drops this grid
+        override = grid_overrides.get(name) or {}
+        _check_names(f"{path}: grid {name}", {**grid, **override}, param_names)
+        grid = {k: axes.get(k, v) for k, v in grid.items()}
+        grid.update(override)
+        for k, v in grid.items():
+            if not isinstance(v, list) or not v:
+                raise ValueError(f"{path}: grid {name!r}, {k}: give a non-empty list of values, got {v!r}")
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            params = {**base, **dict(zip(keys, values)), "dataset": spec["dataset"]}
+            if "param_budget" in grid and params.get("param_budget") is not None and "R" not in grid:
+                params["R"] = None
+            try:
+                checked = check_parameters(params)
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"{path}: grid {name!r}, run {dict(zip(keys, values))}: {err}") from None
+            rid = run_id(scientific(checked))
+            if rid not in seen:
+                seen.add(rid)
+                runs.append(checked)
+    runs.sort(key=lambda p: p["seed"])  # every configuration once before the second seed: useful early
+    return Sweep(path, spec["dataset"], preset, description, cost, runs)
+
+
+@dataclass
+class RunOutcome:
+    """What became of one run of a sweep."""
+
+    run_id: str
+    status: str                    # completed, diverged, failed, or skipped (record existed)
+    path: Path | None
+    wall_time_s: float = 0.0
+    message: str = ""
+
+
+def _done(path: Path, retry_failed: bool) -> str | None:
+    """The status of an existing valid record at ``path`` (None: the run must be done)."""
+    if not path.is_file():
+        return None
+    try:
+        status = read_record(path)["status"]
+    except ValueError:
+        return None  # a corrupt record is redone (kr results reports it until then)
+    return None if (retry_failed and status == "failed") else status
+
+
+def _error_message(err: BaseException) -> str:
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(err).__name__}: {err}"
+
+
+def execute_run(params: Mapping[str, Any], output_dir: str | os.PathLike, notebook: str | os.PathLike = NOTEBOOK,
+                progress: bool = False) -> RunOutcome:
+    """Execute the ablation notebook for one run: record and executed notebook land in
+    ``<output_dir>/<dataset>/<run_id>.{json,ipynb}``. A run that raises gets a ``"failed"`` record
+    (the message says why; the executed notebook is kept as ``<run_id>.failed.ipynb``). Never raises for a
+    failed run; raises ``ValueError`` for parameters that do not check."""
+    from ..execute import execute_notebook
+
+    output_dir = Path(output_dir).resolve()
+    p = check_parameters({**params, "output_dir": str(output_dir)})
+    p.pop("mode")
+    rid = run_id(scientific(p))
+    rec_path = record_path(output_dir, p["dataset"], rid)
+    nb_path = rec_path.with_suffix(".ipynb")
+    failed_nb = nb_path.with_name(nb_path.stem + ".failed.ipynb")
+    start, started_at = time.perf_counter(), time.time()
+    try:
+        execute_notebook(notebook, nb_path, p, cwd=REPO_ROOT, progress=progress)
+        record = read_record(rec_path)
+        failed_nb.unlink(missing_ok=True)  # from an earlier failed attempt
+        return RunOutcome(rid, record["status"], rec_path, time.perf_counter() - start, record.get("message", ""))
+    except Exception as err:  # the sweep goes on; the failure is recorded
+        message = _error_message(err)
+        wall = time.perf_counter() - start
+        if rec_path.is_file() and rec_path.stat().st_mtime >= started_at - 1:
+            # this run wrote its record, a later cell failed: keep the record
+            return RunOutcome(rid, read_record(rec_path)["status"], rec_path, wall, message)
+        record = failed_record(check_parameters(p), message, wall)
+        record["traceback"] = traceback.format_exception_only(type(err), err)[-1][-4000:]
+        write_record(record, output_dir)
+        return RunOutcome(rid, "failed", rec_path, wall, message)
+
+
+def _ray_task(params: dict, notebook_text: str) -> dict:
+    """Body of a Ray task: run in a temporary folder and send back the record and the executed notebook
+    (so the cluster needs no shared file system)."""
+    with tempfile.TemporaryDirectory(prefix="kr-sweep-") as tmp:
+        nb = Path(tmp) / "ablation.ipynb"
+        nb.write_text(notebook_text)
+        outcome = execute_run(params, Path(tmp) / "results", notebook=nb)
+        rec = read_record(outcome.path)
+        executed = outcome.path.with_suffix(".ipynb")
+        failed = outcome.path.with_name(outcome.path.stem + ".failed.ipynb")
+        nb_file = executed if executed.is_file() else failed if failed.is_file() else None
+        return {"record": rec, "notebook": nb_file.read_text() if nb_file else None,
+                "notebook_name": nb_file.name if nb_file else None, "wall_time_s": outcome.wall_time_s}
+
+
+@dataclass
+class SweepSummary:
+    """Counts of a sweep run: every outcome, and how many runs were completed, skipped, failed, diverged."""
+
+    outcomes: list[RunOutcome] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    def __str__(self) -> str:
+        parts = [f"{self.count(s)} {s}" for s in ("completed", "skipped", "diverged", "failed")]
+        return f"{len(self.outcomes)} runs: " + ", ".join(parts)
+
+
+def _log(bar, outcome: RunOutcome) -> None:
+    extra = f" -- {outcome.message}" if outcome.message and outcome.status != "completed" else ""
+    bar.write(f"{time.strftime('%H:%M:%S')} {outcome.status:9s} {outcome.run_id} ({outcome.wall_time_s:.0f} s){extra}")
+
+
+def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: str | os.PathLike = "results",
+              device: str = "auto", data_dir: str | os.PathLike | None = None, backend: str = "local",
+              address: str | None = None, retry_failed: bool = False, limit: int | None = None,
+              progress: bool = True, notebook: str | os.PathLike = NOTEBOOK) -> SweepSummary:
+    """Run a sweep file's grid (see the module docstring); returns a :class:`SweepSummary`.
+
+    ``backend="local"``: one run after another in this process's machine. ``backend="ray"``: each run is
+    a Ray task (one GPU each when the cluster has GPUs, else one CPU) on the cluster at ``address``
+    (None: start a local one); records are written here as the tasks finish. ``limit``: at most that many
+    runs are executed in this call (the rest wait for the next). ``device``/``data_dir`` are passed to every
+    run (they are not part of a run's identity).
+    """
+    from tqdm.auto import tqdm
+
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")
+    sweep = load_sweep(path, preset)
+    output_dir = Path(output_dir).resolve()
+    _ignore_scratch(output_dir)
+    extra = {"device": device, "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+             "sweep": {"file": _relative(sweep.path), "preset": preset}}
+    summary = SweepSummary()
+    todo = []
+    for p in sweep.runs:
+        rid = run_id(scientific(p))
+        status = _done(record_path(output_dir, sweep.dataset, rid), retry_failed)
+        if status is None:
+            todo.append({**{k: v for k, v in p.items() if k != "mode"}, **extra})
+        else:
+            summary.outcomes.append(RunOutcome(rid, "skipped", record_path(output_dir, sweep.dataset, rid),
+                                               message=f"record exists ({status})"))
+    if limit is not None:
+        todo = todo[:limit]
+    bar = tqdm(total=len(sweep.runs), initial=len(summary.outcomes), desc=f"sweep {sweep.path.name}"
+               + (f" [{preset}]" if preset else ""), unit="run", disable=not progress, dynamic_ncols=True)
+    bar.write(f"{len(sweep.runs)} runs in the grid, {len(summary.outcomes)} already recorded, {len(todo)} to run "
+              f"-> {output_dir / sweep.dataset}")
+    try:
+        if backend == "local":
+            for params in todo:
+                outcome = execute_run(params, output_dir, notebook=notebook)
+                summary.outcomes.append(outcome)
+                _log(bar, outcome)
+                bar.update(1)
+        else:
+            for outcome in _run_ray(todo, output_dir, sweep.dataset, address, notebook):
+                summary.outcomes.append(outcome)
+                _log(bar, outcome)
+                bar.update(1)
+    finally:
+        bar.close()
+    return summary
+
+
+def _run_ray(todo: list[dict], output_dir: Path, dataset: str, address: str | None, notebook):
+    """Send each run to Ray as a task; yield outcomes as they finish, after writing their files here."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--backend ray needs Ray: pip install 'kr-lib[ray]' (or pip install ray)") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        task = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1, max_retries=0)(_ray_task)
+        text = Path(notebook).read_text()
+        pending = {task.remote(p, text): p for p in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            params = pending.pop(ready[0])
+            rid = run_id(scientific(check_parameters(params)))
+            try:
+                out = ray.get(ready[0])
+                record = out["record"]
+                path = write_record(record, output_dir)
+                if out["notebook"] is not None:
+                    _write_text_atomic(out["notebook"], path.with_name(out["notebook_name"]))
+                yield RunOutcome(rid, record["status"], path, out["wall_time_s"], record.get("message", ""))
+            except Exception as err:  # the task itself died (worker lost, ...): recorded as failed
+                message = _error_message(err)
+                record = failed_record(check_parameters({**params, "output_dir": str(output_dir)}), message)
+                path = write_record(record, output_dir)
+                yield RunOutcome(rid, "failed", path, 0.0, message)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _write_text_atomic(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _ignore_scratch(output_dir: Path) -> None:
+    """Keep checkpoints and half-written files out of git: a ``.gitignore`` in the results folder."""
+    gitignore = output_dir / ".gitignore"
+    if not gitignore.exists():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        gitignore.write_text("# written by kr sweep: checkpoints and partial files are never committed\n"
+                             ".checkpoints/\n*.partial\n*.partial.ipynb\n.*.partial\n")
