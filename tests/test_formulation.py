@@ -149,6 +149,8 @@ def test_random_models_cover_what_they_claim():
     assert any(isinstance(x, nn.BatchNorm2d) for m in models for x in m.modules())
     assert any(isinstance(x, nn.AdaptiveAvgPool3d) for m in models for x in m.modules())
     assert any(max(t.window) > 1 for t in trs)
+    assert any(isinstance(x, nn.Conv2d) and x.padding == "same" for m in models for x in m.modules())
+    assert any(isinstance(x, nn.Conv3d) and max(x.dilation) > 1 for m in models for x in m.modules())
     assert any(t.single_convolution for t in trs) and any(not t.single_convolution for t in trs)
     assert any(t.border_weight.abs().max() > 1e-3 * t.effective_weight.abs().max() for t in trs)
 
@@ -258,6 +260,21 @@ def test_padding_of_a_later_layer_is_a_border_term():
     assert rel_err(without_border, model(x).detach()) > 1e-3  # the border term is needed
     inner = tr.border_weight[:, :, 2:-2, 2:-2]  # pixels that no cut tap reaches
     assert inner.abs().max() < 1e-12 * tr.effective_weight.abs().max()
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_grouped_dilated_and_same_padded_convolutions(n):
+    """Groups and dilation are expanded into a dense kernel; 'same' pads the odd zero on the right."""
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        CONV[n](4, 6, 2, groups=2, dilation=2, padding="same"),
+        CONV[n](6, 4, 3, groups=2, padding=1, stride=2),
+        CONV[n](4, 2, 2, groups=2, dilation=2),
+        nn.Flatten(), nn.Linear(2 * 3 ** n, 3),
+    ).double().eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using padding='same'")
+        check_identities(model, (4,) + (9,) * n)
 
 
 def test_k_does_not_appear_in_the_shape_of_w():

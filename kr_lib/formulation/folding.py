@@ -37,7 +37,7 @@ def pad_arg(left, right) -> list[int]:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CompositeConv:
     """One zero-padded convolution: kernel A (K, P, L_1..L_N), bias a (K,), stride S, input padding.
 

@@ -33,7 +33,7 @@ ACCEPTED = ("Conv1d/2d/3d (zero padding), AvgPool1d/2d/3d and AdaptiveAvgPool1d/
 _BN_MODES = {nn.BatchNorm1d: 1, nn.BatchNorm2d: 2, nn.BatchNorm3d: 3}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ConvStep:
     """One trunk module as a zero-padded convolution.
 
@@ -58,7 +58,7 @@ class ConvStep:
         return any(self.pad_left) or any(self.pad_right)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinearCNN:
     """A linear CNN as the theory writes it.
 

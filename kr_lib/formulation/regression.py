@@ -14,7 +14,6 @@ padding and pooling only. Several layers are first folded into one convolution (
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import tensorly as tl
@@ -54,7 +53,7 @@ def input_space_affine_map(model: nn.Module, input_shape, like: torch.Tensor) ->
     return torch.func.jacrev(one)(x0).detach(), y0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TensorRegression:
     """A linear CNN written as the tensor regression y = <Z(X), W> + b~ (+ a border term, see below).
 
@@ -124,6 +123,11 @@ class TensorRegression:
         return cls(cnn.input_shape, conv.kernel, conv.bias, conv.stride, conv.pad_left, conv.pad_right,
                    cnn.window, cnn.conv_size, cnn.pooled_size, cnn.fc_weight, cnn.fc_bias, weight, bias,
                    factors, tucker + border, border, conv.single_convolution)
+
+    def __repr__(self) -> str:
+        return (f"TensorRegression(P={self.input_shape[0]}, d={self.input_shape[1:]}, K={self.num_kernels}, "
+                f"l={self.kernel_size}, s={self.stride}, q={self.window}, p={self.pooled_size}, "
+                f"O={self.num_outputs}, single_convolution={self.single_convolution})")
 
     @property
     def kernel_size(self) -> tuple[int, ...]:
