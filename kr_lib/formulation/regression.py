@@ -43,7 +43,10 @@ def pooling_factor(d: int, kernel: int, stride: int, window: int, pooled: int, p
 
 
 def input_space_affine_map(model: nn.Module, input_shape, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(J, y0) with model(x) = <x, J_o> + y0_o for a linear model: J (O, *input_shape) by autograd, y0 = model(0)."""
+    """``(J, y0)`` with ``model(x) = <x, J_o> + y0_o`` for a linear model.
+
+    ``J`` has shape ``(O, *input_shape)`` and comes from autograd; ``y0 = model(0)``.
+    """
     def one(x):
         return model(x.unsqueeze(0)).squeeze(0)
 
