@@ -4,14 +4,17 @@ Speed is always a ratio against a baseline measured in the same run: ``compare``
 in turn, repeat after repeat (the order rotating), so that a busy moment of a shared machine slows all
 of them alike; a result is the median over the repeats. On CUDA every timing synchronizes the device.
 
+On the CPU of a shared machine, ``clock="cpu"`` times the process's CPU time instead of wall time.
+
 A benchmark writes one JSON record (``make_record`` / ``write_record``)::
 
     {"benchmark": "blocks", "device": "cpu", "quick": true, "command": "python benchmarks/...",
      "date": "2026-11-28T00:10:00+00:00", "machine": {...}, "versions": {...}, "commit": "...",
      "note": "...", "parameters": {...}, "rows": [{...}, ...], "summary": {...}}
 
-``rows`` is a list of flat dicts (one table); ``load_results`` reads every ``*.json`` of a folder and
-``rows_frame`` turns a record into a pandas DataFrame.
+``rows`` is a list of flat dicts (one table); ``load_results`` reads every record of a folder,
+``rows_frame`` turns one into a pandas DataFrame; ``other_results`` and ``flat_scalars`` read JSON
+results written in another layout.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from typing import Any
 import torch
 
 __all__ = ["synchronize", "compare", "time_call", "median", "ratio", "peak_memory", "make_record", "write_record",
-           "load_results", "rows_frame", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
+           "load_results", "other_results", "is_record", "flat_scalars", "rows_frame", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
 
 #: Keys every benchmark record has (``load_results`` checks them).
 RECORD_KEYS = ("benchmark", "device", "quick", "command", "date", "machine", "note", "rows")
@@ -217,26 +220,54 @@ def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     return target
 
 
-def load_results(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Every benchmark record in ``folder`` (``*.json``), keyed by file stem (e.g. ``blocks_cpu``).
-
-    Raises FileNotFoundError when the folder does not exist and ValueError naming a file that is not
-    a record (not JSON, or missing one of ``RECORD_KEYS``).
-    """
+def _read_json(folder: str | os.PathLike) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"no benchmark results folder at {folder} (run python benchmarks/run_all.py)")
-    records = {}
+    data = {}
     for path in sorted(folder.glob("*.json")):
         try:
-            record = json.loads(path.read_text())
+            data[path.stem] = json.loads(path.read_text())
         except ValueError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from None
-        missing = [k for k in RECORD_KEYS if not isinstance(record, dict) or k not in record]
-        if missing:
-            raise ValueError(f"{path} is not a benchmark record: missing {missing}")
-        records[path.stem] = record
+    return data
+
+
+def is_record(data: Any) -> bool:
+    """True when ``data`` has every key of ``RECORD_KEYS`` and a list of rows."""
+    return isinstance(data, dict) and all(k in data for k in RECORD_KEYS) and isinstance(data["rows"], list)
+
+
+def load_results(folder: str | os.PathLike, strict: bool = False) -> dict[str, dict[str, Any]]:
+    """Every benchmark record in ``folder`` (``*.json``), keyed by file stem (e.g. ``blocks_cpu``).
+
+    JSON files in another layout are left out (``other_results`` reads them), or with ``strict=True``
+    raise ValueError naming the file and the missing keys. FileNotFoundError when there is no folder.
+    """
+    records = {}
+    for stem, data in _read_json(folder).items():
+        if is_record(data):
+            records[stem] = data
+        elif strict:
+            missing = [k for k in RECORD_KEYS if not isinstance(data, dict) or k not in data]
+            raise ValueError(f"{Path(folder) / (stem + '.json')} is not a benchmark record: missing {missing}")
     return records
+
+
+def other_results(folder: str | os.PathLike) -> dict[str, Any]:
+    """The JSON files of ``folder`` that are not ``make_record`` records, keyed by file stem, as parsed."""
+    return {stem: data for stem, data in _read_json(folder).items() if not is_record(data)}
+
+
+def flat_scalars(data: Any, prefix: str = "") -> dict[str, Any]:
+    """The scalar leaves of nested dicts as ``{"a.b.c": value}`` (lists are left out): a table of any record."""
+    out: dict[str, Any] = {}
+    if isinstance(data, dict):
+        for key, value in data.items():
+            out.update(flat_scalars(value, f"{prefix}{key}."))
+    elif not isinstance(data, (list, tuple)):
+        out[prefix.rstrip(".")] = data
+    return out
 
 
 def rows_frame(record: Mapping[str, Any]):
