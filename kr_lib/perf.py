@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 __all__ = ["synchronize", "compare", "time_call", "median", "ratio", "peak_memory", "make_record", "write_record",
-           "load_results", "other_results", "is_record", "flat_scalars", "rows_frame", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
+           "load_results", "other_results", "is_record", "flat_scalars", "rows_frame", "runs_table", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
 
 #: Keys every benchmark record has (``load_results`` checks them).
 RECORD_KEYS = ("benchmark", "device", "quick", "command", "date", "machine", "note", "rows")
@@ -268,6 +268,20 @@ def flat_scalars(data: Any, prefix: str = "") -> dict[str, Any]:
     elif not isinstance(data, (list, tuple)):
         out[prefix.rstrip(".")] = data
     return out
+
+
+def runs_table(records: Mapping[str, Mapping[str, Any]]):
+    """One row per record: where and how it ran (device, date, CPU, cores, GPU, threads, clock, quick, command)."""
+    import pandas as pd
+
+    rows = []
+    for stem, r in records.items():
+        params, machine = r.get("parameters") or {}, r.get("machine") or {}
+        rows.append({"record": stem, "benchmark": r["benchmark"], "device": r["device"], "date": r["date"],
+                     "processor": machine.get("processor"), "cores": machine.get("cpu_count"),
+                     "gpu": machine.get("gpu"), "threads": params.get("threads"), "clock": params.get("clock"),
+                     "quick": r["quick"], "command": r["command"]})
+    return pd.DataFrame(rows)
 
 
 def rows_frame(record: Mapping[str, Any]):

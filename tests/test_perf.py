@@ -1,0 +1,148 @@
+"""kr_lib.perf: interleaved timing, peak memory, benchmark records; the committed results and the scripts."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kr_lib import perf
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+# ----------------------------------------------------------------------------- timing
+def test_compare_interleaves_and_rotates_the_order():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = perf.compare(fns, repeats=3, warmup=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert calls[:3] == ["a", "b", "c"]  # the warm-up round
+    assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # each round starts one later
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_time_call_averages_number_calls():
+    calls = []
+    perf.time_call(lambda: calls.append(1), number=4)
+    assert len(calls) == 4
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_the_slower_candidate_has_the_larger_median(clock):
+    x = torch.randn(256, 256)
+    times = perf.compare({"one": lambda: x @ x, "eight": lambda: [x @ x for _ in range(8)]}, repeats=3, clock=clock)
+    assert perf.ratio(times, "eight", "one") > 1.0
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="at least one candidate"):
+        perf.compare({})
+    with pytest.raises(ValueError, match="repeats"):
+        perf.compare({"a": lambda: None}, repeats=0)
+    with pytest.raises(ValueError, match="clock must be one of"):
+        perf.compare({"a": lambda: None}, clock="sundial")
+    with pytest.raises(ValueError, match="meaningless on cuda"):
+        perf.time_call(lambda: None, device="cuda", clock="cpu")
+    with pytest.raises(ValueError, match="empty"):
+        perf.median([])
+    with pytest.raises(KeyError, match="no timings for 'z'"):
+        perf.ratio({"a": [1.0]}, "a", "z")
+
+
+def test_median_and_ratio():
+    assert perf.median([3, 1, 2]) == 2.0
+    assert perf.ratio({"base": [2.0, 4.0, 6.0], "fast": [1.0, 2.0, 3.0]}, "base", "fast") == 2.0
+
+
+def test_peak_memory_sees_a_large_allocation_and_returns_the_result():
+    mib = 2**20
+
+    def allocate():
+        block = torch.ones(64 * mib // 4)  # 64 MiB, touched
+        return float(block[-1])
+
+    result, peak = perf.peak_memory(allocate)
+    assert result == 1.0
+    assert peak >= 32 * mib  # sampled RSS: at least half of it is seen
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_peak_memory_on_cuda_counts_the_allocator():
+    _, peak = perf.peak_memory(lambda: torch.ones(2**20, device="cuda").sum().item(), device="cuda")
+    assert peak >= 4 * 2**20
+
+
+# ----------------------------------------------------------------------------- records
+def test_record_round_trip(tmp_path):
+    rows = [{"layer": "a", "seconds": 0.5, "ratio": float("nan")}, {"layer": "b", "seconds": torch.tensor(0.25)}]
+    record = perf.make_record("demo", "cpu", rows, quick=True, command="python x.py", summary={"n": 2})
+    for key in perf.RECORD_KEYS:
+        assert key in record
+    assert record["machine"]["cpu_count"] >= 1
+    perf.write_record(record, tmp_path / "demo_cpu.json")
+    (tmp_path / "legacy.json").write_text(json.dumps({"benchmark": "old", "value": {"x": 1, "y": [1, 2]}}))
+    loaded = perf.load_results(tmp_path)
+    assert list(loaded) == ["demo_cpu"]
+    assert loaded["demo_cpu"]["rows"][0]["ratio"] is None  # NaN written as null: strict JSON
+    frame = perf.rows_frame(loaded["demo_cpu"])
+    assert list(frame["layer"]) == ["a", "b"] and frame["seconds"].iloc[1] == 0.25
+    assert perf.other_results(tmp_path) == {"legacy": {"benchmark": "old", "value": {"x": 1, "y": [1, 2]}}}
+    assert perf.flat_scalars(perf.other_results(tmp_path)["legacy"]) == {"benchmark": "old", "value.x": 1}
+    assert perf.runs_table(loaded).loc[0, "command"] == "python x.py"
+    with pytest.raises(ValueError, match="legacy.json is not a benchmark record"):
+        perf.load_results(tmp_path, strict=True)
+
+
+def test_bad_records_are_refused(tmp_path):
+    with pytest.raises(TypeError, match="rows must be a list of dicts"):
+        perf.make_record("demo", "cpu", [1, 2], quick=False, command="x")
+    with pytest.raises(ValueError, match="missing"):
+        perf.write_record({"benchmark": "demo"}, tmp_path / "x.json")
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json is not valid JSON"):
+        perf.load_results(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run_all"):
+        perf.load_results(tmp_path / "nowhere")
+
+
+# ----------------------------------------------------------------------------- committed results, scripts
+def test_committed_results_are_records_with_their_machine():
+    records = perf.load_results(RESULTS)
+    assert records, "no benchmark records committed in benchmarks/results"
+    for stem, record in records.items():
+        assert stem.endswith("_" + record["device"].split(":")[0]), f"{stem}: file name and device disagree"
+        assert record["machine"]["cpu_count"] and record["command"].startswith("python ")
+        assert record["rows"], f"{stem} has no rows"
+        for row in record["rows"]:
+            assert isinstance(row, dict)
+
+
+def test_committed_blocks_record_is_consistent():
+    record = perf.load_results(RESULTS).get("blocks_cpu")
+    if record is None:
+        pytest.skip("no blocks_cpu.json committed")
+    for row in record["rows"]:
+        assert row["speedup"] == pytest.approx(row["dense_seconds"] / row["seconds"])
+        assert row["efficiency"] == pytest.approx(row["speedup"] / row["flop_reduction"])
+        assert row["flop_reduction"] == pytest.approx(row["dense_flops"] / row["flops"])
+
+
+def test_run_all_finds_every_benchmark_and_runs_the_book_last():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run_all
+    finally:
+        sys.path.pop(0)
+    names = list(run_all.scripts())
+    assert {"blocks", "counting", "decompose_peers"} <= set(names)
+    if "book" in names:
+        assert names[-1] == "book"
+
+
+def test_run_all_refuses_an_unknown_benchmark():
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks/run_all.py"), "--only", "no_such_bench"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "unknown benchmark(s) ['no_such_bench']" in result.stderr
