@@ -130,6 +130,11 @@ def _autocast(device: torch.device, amp: bool):
     return (lambda: torch.autocast("cuda", dtype=dtype)), str(dtype).replace("torch.", "")
 
 
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """Loss sums in float64 (exact enough over an epoch), float32 on MPS, which has no float64."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _peak_memory(device: torch.device) -> tuple[int, str]:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda_max_allocated"
@@ -148,7 +153,7 @@ def evaluate(model: nn.Module, split, batch_size: int = 256, device=None, amp: b
     autocast, _ = _autocast(device, amp)
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    loss_sum = torch.zeros((), device=device, dtype=_sum_dtype(device))
     correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in _batches(split, batch_size, device, False, None, num_workers):
         with autocast():
@@ -245,7 +250,8 @@ def train(
     first_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        # on the CPU: the generator states must be CPU tensors; load_state_dict moves the rest to the device
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         for key in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "augment",
                     "dataset", "train_size"):
             if state["config"].get(key) != config[key]:
@@ -256,7 +262,8 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # empty when the checkpoint was made without float16 scaling (CPU, bfloat16)
+            scaler.load_state_dict(state["scaler"])
         shuffle_gen.set_state(state["shuffle_rng"])
         augment_gen.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
@@ -277,7 +284,7 @@ def train(
         for epoch in range(first_epoch, epochs):
             model.train()
             epoch_start = time.perf_counter()
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            loss_sum = torch.zeros((), device=device, dtype=_sum_dtype(device))
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
