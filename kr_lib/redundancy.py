@@ -161,7 +161,7 @@ class _Trace:
     calls: dict      # module path -> _Call (first call only)
     flops: dict      # module path -> FLOPs
     total_flops: int
-    keep: list       # tensors and nodes kept alive so that node ids stay unique
+    keep: list       # autograd nodes kept alive so that node ids stay unique (no tensors: no memory held)
 
 
 def _tensors(obj) -> list[torch.Tensor]:
@@ -198,6 +198,14 @@ def _is_gate(x: torch.Tensor, node_conv: dict, max_steps: int = 8) -> bool:
     return False
 
 
+def _drop(tensor):
+    return None
+
+
+def _never(_):
+    raise RuntimeError("kr_lib.redundancy traces a forward pass only; its autograd graph cannot be back-propagated")
+
+
 def _trace(model: nn.Module, example_input) -> _Trace:
     """One forward pass with hooks on every module, under FlopCounterMode, with autograd on."""
     names: dict[nn.Module, str] = {}
@@ -213,8 +221,8 @@ def _trace(model: nn.Module, example_input) -> _Trace:
         if name is None or name in calls:
             return
         ts = _tensors(args)
-        keep.extend(ts)
         calls[name] = _Call(mod, [t.grad_fn for t in ts if t.grad_fn is not None])
+        keep.extend(calls[name].in_nodes)
         if _is_conv(mod) and ts:
             calls[name].gate = _is_gate(ts[0], node_conv)  # stash until the output exists
             calls[name].in_shape = tuple(ts[0].shape)
@@ -253,14 +261,16 @@ def _trace(model: nn.Module, example_input) -> _Trace:
     model.eval()  # BatchNorm must not update its running statistics, dropout off
     counter = FlopCounterMode(display=False)
     try:
-        with torch.enable_grad(), counter:
+        # the graph's structure is all that is read: drop the tensors autograd would save for a backward pass
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_drop, _never), counter:
             out = model(*args)
     finally:
         for h in handles:
             h.remove()
         for m, t in was_training.items():
             m.training = t
-    keep.extend(_tensors(out))
+    keep.extend(t.grad_fn for t in _tensors(out))
+    del out
     root = type(model).__name__
     flops = {}
     for key, per_op in counter.get_flop_counts().items():
