@@ -134,3 +134,16 @@ def test_augmented_colour_images_and_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             train(small_model(), (synthetic, synthetic), device="cuda")
+
+
+def test_ucf101_clips_from_avi_files_train_end_to_end(tmp_path):
+    from test_data import write_ucf101  # the official-layout fixture (PyAV-written .avi + list files)
+
+    write_ucf101(tmp_path, frames_per_video=12)
+    opts = dict(data_dir=tmp_path, frames=4, frame_step=2, size=16, resize=(20, 24))
+    data = load_splits("ucf101", **opts)
+    model = small_model(data[0].info, "r2plus1d", 1, R=2)
+    assert data[0].info.input_shape == (3, 4, 16, 16)
+    result = train(model, data, epochs=2, batch_size=4, progress=False)
+    assert result.status == "completed" and len(result.history) == 2
+    assert all(data[0].cache_file(v).is_file() for v in range(len(data[0].videos)))  # decoded once, cached
