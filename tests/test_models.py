@@ -59,7 +59,7 @@ def test_kr_report_agrees_with_the_asked_kr():
         assert report["K"].tolist() == model.spec["stage_K"] and report["R"].tolist() == model.spec["stage_R"]
         assert set(report["design"]) == {design}, (design, kr, set(report["design"]))
     dense = kr_report(build_model(SMALL, "basic", 1, R=8), torch.randn(2, *SMALL.input_shape))
-    assert dense["K/R"].tolist() == [1.0, 1.0, 1.0]
+    assert dense["K/R"].tolist() == [1.0, 1.0, 1.0] and set(dense["design"]) == {"dense"}
 
 
 @pytest.mark.parametrize("design,kr", [("r2plus1d", 2), ("r2plus1d", "1/2"), ("dense", 1), ("bottleneck", 4),
