@@ -8,7 +8,10 @@ interleaved, round by round:
   block analysis and the counts, in one traced forward pass);
 * ``fvcore`` -- ``FlopCountAnalysis(model, x).total()`` (a JIT trace) and ``parameter_count``;
 * ``ptflops`` -- ``get_model_complexity_info(..., backend='aten')``;
-* ``flop_counter`` -- ``torch.utils.flop_counter.FlopCounterMode`` around a plain forward pass.
+* ``flop_counter`` -- ``torch.utils.flop_counter.FlopCounterMode`` around a plain inference pass
+  (``torch.no_grad``). Its count is also taken once with autograd on (``flop_counter_grad_flops``, not
+  timed): in inference mode ``nn.MultiheadAttention`` takes a fused path whose matrix products
+  FlopCounterMode does not see, while ``kr_report`` traces with autograd on.
 
 Conventions differ, so agreement is checked on like terms. kr_lib and torch count 2 FLOPs per
 multiply-accumulate of convolutions and matrix products and nothing else; fvcore and ptflops count
@@ -86,9 +89,10 @@ def count_ptflops(model, x):
     return {"macs": None if macs is None else int(macs), "params": None if params is None else int(params)}
 
 
-def count_torch(model, x):
+def count_torch(model, x, grad: bool = False):
+    """FlopCounterMode around a forward pass, in inference mode (``torch.no_grad``) unless ``grad``."""
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.set_grad_enabled(grad), counter:
         model(x)
     return {"flops": int(counter.get_total_flops()), "params": sum(p.numel() for p in model.parameters())}
 
@@ -126,15 +130,17 @@ def run_model(name: str, device: torch.device, repeats: int, clock: str) -> dict
                          repeats=repeats, warmup=0, clock=clock)
     kr, fv, pt, tc = (counts[t] for t in COUNTERS)
     bias = bias_additions(model, x)
+    with_grad = count_torch(model, x, grad=True)["flops"]
     ptflops_flops = None if pt["macs"] is None else 2 * (pt["macs"] - bias)
     row = {
         "model": name, "input": "x".join(map(str, (1, *shape))), "blocks": kr["blocks"],
-        "kr_flops": kr["flops"], "flop_counter_flops": tc["flops"], "fvcore_standard_flops": 2 * fv["macs_standard"],
+        "kr_flops": kr["flops"], "flop_counter_flops": tc["flops"], "flop_counter_grad_flops": with_grad, "fvcore_standard_flops": 2 * fv["macs_standard"],
         "fvcore_all_macs": fv["macs_all"], "ptflops_flops": ptflops_flops, "ptflops_macs": pt["macs"],
         "bias_additions": bias,
         "kr_params": kr["params"], "fvcore_params": fv["params"], "ptflops_params": pt["params"],
         "torch_params": tc["params"],
         "flops_agree_flop_counter": kr["flops"] == tc["flops"],
+        "flops_agree_flop_counter_grad": kr["flops"] == with_grad,
         "flops_agree_fvcore": kr["flops"] == 2 * fv["macs_standard"],
         "flops_agree_ptflops": ptflops_flops is not None and kr["flops"] == ptflops_flops,
         "params_agree_fvcore": kr["params"] == fv["params"],
@@ -169,6 +175,7 @@ def main(argv=None) -> int:
         "flops agree with fvcore (standard layers)": sum(r["flops_agree_fvcore"] for r in rows),
         "flops agree with ptflops (aten)": sum(r["flops_agree_ptflops"] for r in rows),
         "flops agree with torch flop_counter": sum(r["flops_agree_flop_counter"] for r in rows),
+        "flops agree with torch flop_counter (autograd on)": sum(r["flops_agree_flop_counter_grad"] for r in rows),
         "params agree with fvcore": sum(r["params_agree_fvcore"] for r in rows),
         "params agree with ptflops": sum(r["params_agree_ptflops"] for r in rows),
         "median time kr_report / fvcore": perf.median(r["kr_report_vs_fvcore"] for r in rows),
