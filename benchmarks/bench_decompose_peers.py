@@ -41,7 +41,7 @@ import _common  # noqa: E402
 from kr_lib import perf  # noqa: E402
 from kr_lib.decompose import decompose_conv  # noqa: E402
 
-LARGE_CONV3D = {"quick": (256, 256, (3, 3, 3)), "full": (512, 512, (3, 3, 3))}
+LARGE_CONV3D = {"quick": (128, 128, (3, 3, 3)), "full": (512, 512, (3, 3, 3))}
 
 
 def resnet50_convs(quick: bool) -> list[tuple[str, nn.Conv2d]]:
