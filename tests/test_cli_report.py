@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 
 import pandas as pd
@@ -50,6 +51,18 @@ def test_report_writes_csv_and_json(written):
     assert [b["block"] for b in payload["blocks"]] == list(table["block"])
     # atomic writes leave no temporary files behind
     assert sorted(p.name for p in js.parent.rglob("*") if p.is_file()) == ["r18.csv", "r18.json"]
+
+
+def test_default_input_on_the_meta_device(capsys):
+    """resnet50 at its default 3x224x224 input, without computing anything: exact published totals."""
+    assert main(["report", "resnet50", "--device", "meta"]) == 0
+    out = capsys.readouterr().out
+    meta = torchvision.models.ResNet50_Weights.IMAGENET1K_V1.meta  # torchvision's published numbers
+    assert "input 1x3x224x224 on meta" in out and f"{meta['num_params']:,} total" in out
+    assert "parameter-weighted 4" in out
+    # torchvision publishes GFLOPS counted as multiply-accumulates (fvcore's convention); ours are 2 per MAC
+    flops = int(re.search(r"FLOPs .*?: ([\d,]+) total", out).group(1).replace(",", ""))
+    assert round(flops / 2 / 1e9, 3) == meta["_ops"]
 
 
 def test_unknown_model_lists_close_matches(capsys):

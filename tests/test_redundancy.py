@@ -20,13 +20,40 @@ VIDEO = {"r3d_18", "mc3_18", "r2plus1d_18"}
 TV_BLOCK_CLASSES = {"BasicBlock", "Bottleneck", "InvertedResidual", "MBConv", "ResBottleneckBlock"}
 
 
+def build(name: str) -> nn.Module:
+    """A torchvision model with weights=None, on the meta device when it can be built there.
+
+    The report reads shapes and the autograd graph only, so meta tensors (no data, no compute) give the
+    same report as real ones (``test_meta_device_gives_the_same_report``) at a fraction of the cost.
+    """
+    try:
+        with torch.device("meta"):
+            return torchvision.models.get_model(name, weights=None)
+    except NotImplementedError:  # a builder that computes with tensors (RegNet's widths)
+        torch.manual_seed(0)
+        return torchvision.models.get_model(name, weights=None)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 @functools.lru_cache(maxsize=None)
 def zoo(name: str, size: int = 32):
     """(model, report) of a torchvision model at a small input (video: 3 x 4 x size x size)."""
-    torch.manual_seed(0)
-    model = torchvision.models.get_model(name, weights=None)
+    model = build(name)
     shape = (1, 3, 4, size, size) if name in VIDEO else (1, 3, size, size)
-    return model, kr_report(model, torch.randn(shape))
+    return model, kr_report(model, torch.randn(shape, device=_device(model)))
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v3_small"])
+def test_meta_device_gives_the_same_report(name):
+    torch.manual_seed(0)
+    real = torchvision.models.get_model(name, weights=None)
+    on_cpu = kr_report(real, torch.randn(1, 3, 32, 32))
+    on_meta = kr_report(real.to("meta"), torch.randn(1, 3, 32, 32, device="meta"))
+    pd.testing.assert_frame_equal(on_meta, on_cpu)
+    assert on_meta.attrs == on_cpu.attrs
 
 
 def _params(module: nn.Module) -> int:
@@ -37,8 +64,8 @@ def _params(module: nn.Module) -> int:
 @pytest.mark.parametrize("name, design, kr", [
     ("resnet18", "dense", 1.0),
     ("resnet50", "bottleneck", 4.0),
-    pytest.param("wide_resnet50_2", "bottleneck", 2.0, marks=pytest.mark.slow),
-    pytest.param("resnext50_32x4d", "resnext", 2.0, marks=pytest.mark.slow),
+    ("wide_resnet50_2", "bottleneck", 2.0),
+    ("resnext50_32x4d", "resnext", 2.0),
 ])
 def test_resnet_family_kr(name, design, kr):
     model, report = zoo(name)
@@ -89,10 +116,7 @@ def test_parameter_totals_match_torchvision(name, published):
 
 @pytest.mark.parametrize("name", [
     "resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "efficientnet_b0",
-    "regnet_y_400mf",
-    pytest.param("mobilenet_v3_large", marks=pytest.mark.slow),
-    pytest.param("r3d_18", marks=pytest.mark.slow), pytest.param("mc3_18", marks=pytest.mark.slow),
-    pytest.param("r2plus1d_18", marks=pytest.mark.slow),
+    "regnet_y_400mf", "mobilenet_v3_large", "r3d_18", "mc3_18", "r2plus1d_18",
 ])
 def test_structure_finds_exactly_the_torchvision_blocks(name):
     model, report = zoo(name)
@@ -101,7 +125,6 @@ def test_structure_finds_exactly_the_torchvision_blocks(name):
     assert kr_summary(report)["total_parameters"] == _params(model)
 
 
-@pytest.mark.slow
 def test_video_designs():
     for name, design in (("r3d_18", "dense"), ("mc3_18", "dense"), ("r2plus1d_18", "r2plus1d")):
         _, report = zoo(name)
@@ -181,9 +204,9 @@ def test_structure_agrees_with_kr_lib_blocks(design, linear):
 
 
 def test_kr_ratio_of_a_torchvision_block_and_errors():
-    resnet = torchvision.models.resnet50()
+    resnet = build("resnet50")
     assert kr_ratio(resnet.layer2[1]) == 4.0
-    assert kr_ratio(torchvision.models.mobilenet_v2().features[3]) == pytest.approx(1 / 6)
+    assert kr_ratio(build("mobilenet_v2").features[3]) == pytest.approx(1 / 6)
     with pytest.raises(ValueError, match="holds 3 blocks"):
         kr_ratio(resnet.layer1)
     with pytest.raises(ValueError, match="no convolution"):
@@ -234,7 +257,7 @@ def test_dense_chain_df_is_an_upper_bound():
 
 def test_block_flops_match_the_conv_formula_and_the_total():
     model, report = zoo("resnet50")
-    x = torch.randn(1, 3, 32, 32)
+    x = torch.randn(1, 3, 32, 32, device=_device(model))
     model.eval()
     shapes = {}
     hooks = [m.register_forward_hook(lambda m, i, o: shapes.__setitem__(m, o.shape))
@@ -285,8 +308,8 @@ def test_kr_summary_aggregates():
 
 
 def test_default_input_shape():
-    assert default_input_shape(torchvision.models.resnet18()) == (3, 224, 224)
-    assert default_input_shape(torchvision.models.video.r3d_18()) == (3, 16, 112, 112)
+    assert default_input_shape(build("resnet18")) == (3, 224, 224)
+    assert default_input_shape(build("r3d_18")) == (3, 16, 112, 112)
     with pytest.raises(ValueError, match="no convolution"):
         default_input_shape(nn.Linear(2, 2))
 
@@ -298,9 +321,10 @@ def test_find_blocks_rejects_non_modules():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_report_on_cuda_matches_cpu():
-    model, report = zoo("mobilenet_v2")
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2()
+    report = kr_report(model, torch.randn(1, 3, 32, 32))
     on_gpu = kr_report(model.to("cuda"), torch.randn(1, 3, 32, 32, device="cuda"))
-    model.to("cpu")
     cols = ["block", "design", "K", "R", "parameters", "FLOPs", "df"]
     pd.testing.assert_frame_equal(on_gpu[cols], report[cols])
     assert on_gpu.attrs["total_parameters"] == report.attrs["total_parameters"]

@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="input shape without the batch, e.g. 3x224x224 or 3x16x112x112 (video); "
                              "default: 3x224x224 for 2D models, 3x16x112x112 for 3D (video) models")
     parser.add_argument("--batch", type=int, default=1, help="batch size of the example input (FLOPs scale with it)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps or auto (default)")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:1, mps, auto (default) or meta (shapes only, nothing computed: "
+                             "the same report, fast at any input size)")
     parser.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the table and the aggregates as JSON")
 
