@@ -8,7 +8,8 @@ The report also checks that the two agree on FLOPs. Conventions differ by a fact
   and matrix products only;
 * fvcore: 1 "flop" per MAC, and it also counts BatchNorm, pooling and a few other ops.
 
-So ``kr FLOPs == 2 * fvcore(conv + linear)``, network-wide and per block. Writes
+So ``kr FLOPs == 2 * fvcore(conv + linear)``, network-wide and per block. The report is also timed on
+the meta device (``kr report --device meta``: shapes only, no arithmetic), which gives the same table. Writes
 ``benchmarks/results/report_<device>.json``.
 
     .venv/bin/python benchmarks/bench_report.py [--model resnet50] [--repeats 5] [--device cpu]
@@ -63,8 +64,13 @@ def main(argv: list[str] | None = None) -> dict:
         analysis = FlopCountAnalysis(model, x).unsupported_ops_warnings(False).uncalled_modules_warnings(False)
         return analysis.total(), analysis.by_operator(), analysis.by_module_and_operator()
 
+    load_before = os.getloadavg()
     kr_times, report = _timed(lambda: kr_report(model, x), args.repeats, sync)
     fv_times, (fv_total, fv_by_op, fv_by_module) = _timed(run_fvcore, args.repeats, sync)
+    # the same report on the meta device: shapes and the graph only, nothing computed
+    meta_model, meta_x = model.to("meta"), x.to("meta")
+    meta_times, meta_report = _timed(lambda: kr_report(meta_model, meta_x), args.repeats, lambda: None)
+    load_after = os.getloadavg()
 
     summary = kr_summary(report)
     macs = lambda ops: int(ops.get("conv", 0) + ops.get("linear", 0) + ops.get("addmm", 0) + ops.get("matmul", 0))
@@ -79,13 +85,18 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "torch": torch.__version__, "torchvision": torchvision.__version__,
-                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+                    "load_average_1min_before_after": [load_before[0], load_after[0]]},
         "repeats": args.repeats,
         "kr_report_seconds": kr_times,
         "fvcore_seconds": fv_times,
         "kr_report_median_s": kr_med,
         "fvcore_median_s": fv_med,
         "ratio_kr_over_fvcore": kr_med / fv_med,
+        "kr_report_meta_seconds": meta_times,
+        "kr_report_meta_median_s": statistics.median(meta_times),
+        "ratio_kr_meta_over_fvcore": statistics.median(meta_times) / fv_med,
+        "meta_report_identical": bool(meta_report.equals(report) and meta_report.attrs == report.attrs),
         "flops": {
             "convention": "kr: 2 FLOPs per multiply-accumulate (conv + matmul only); fvcore: 1 per MAC, plus BatchNorm/pooling",
             "kr_total_flops": summary["total_flops"],
@@ -107,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  kr report : {kr_med:.3f} s")
     print(f"  fvcore    : {fv_med:.3f} s")
     print(f"  ratio kr/fvcore: {kr_med / fv_med:.2f}")
+    print(f"  kr report on the meta device (no compute): {result['kr_report_meta_median_s']:.3f} s, "
+          f"ratio to fvcore {result['ratio_kr_meta_over_fvcore']:.2f}, same report: {result['meta_report_identical']}")
     print(f"  FLOPs: kr {summary['total_flops']:,} = 2 x fvcore conv+linear {fv_macs:,}: {result['flops']['agree_total']}; "
           f"every block: {blocks_agree}; fvcore total incl. BN/pool {int(fv_total):,}")
     print(f"wrote {out}")

@@ -100,8 +100,9 @@ def test_mobilenet_v2_inverted_residuals_have_kr_one_sixth():
     np.testing.assert_allclose(same_width["K/R"], 1 / 6)
 
 
-@pytest.mark.parametrize("name, published", [("resnet50", 25_557_032), ("mobilenet_v2", 3_504_872)])
-def test_parameter_totals_match_torchvision(name, published):
+@pytest.mark.parametrize("name, weights", [("resnet50", "ResNet50_Weights"), ("mobilenet_v2", "MobileNet_V2_Weights")])
+def test_parameter_totals_match_torchvision(name, weights):
+    published = getattr(torchvision.models, weights).IMAGENET1K_V1.meta["num_params"]  # 25,557,032 and 3,504,872
     model, report = zoo(name)
     s = kr_summary(report)
     assert s["total_parameters"] == published == _params(model)
