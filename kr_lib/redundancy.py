@@ -124,7 +124,12 @@ class ConvCall:
 
 @dataclass
 class BlockInfo:
-    """What the report says about one block: see the module docstring for the definitions."""
+    """What the report says about one block: see the module docstring for the definitions.
+
+    ``chain``: the convolutions from the block's input to its output, the last one closing the block;
+    ``composite_kernel``: (l_1..l_N) of the chain as one convolution; ``parameters``: the block's
+    parameter count (the naive count); ``flops``: FLOPs of the block in the traced forward pass.
+    """
 
     path: str
     module: nn.Module
@@ -133,7 +138,7 @@ class BlockInfo:
     R_in: int
     R: int
     K: int
-    kernel: tuple[int, ...]
+    composite_kernel: tuple[int, ...]
     chain: list[ConvCall] = field(repr=False)
     parameters: int = 0
     flops: int = 0
@@ -448,14 +453,19 @@ def _classify(trace: _Trace):
     return kind, rep, chains, units
 
 
-def find_blocks(model: nn.Module, example_input) -> tuple[list[BlockInfo], _Trace]:
+def find_blocks(model: nn.Module, example_input) -> list[BlockInfo]:
     """Trace ``model`` on ``example_input`` and return its blocks in forward order (see the module docstring).
 
     ``example_input``: a tensor (batch, channels, d_1..d_N) or a tuple of forward arguments, on the
-    model's device. The model is run once in eval mode with autograd on (its training flags are restored).
+    model's device (``meta`` tensors work: only shapes and the autograd graph are read). The model is
+    run once in eval mode with autograd on; its training flags are restored and nothing is kept.
     """
+    return _analyse(model, example_input)[0]
+
+
+def _analyse(model: nn.Module, example_input) -> tuple[list[BlockInfo], _Trace]:
     if not isinstance(model, nn.Module):
-        raise TypeError(f"find_blocks expects an nn.Module, got {type(model).__name__}")
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
     trace = _trace(model, example_input)
     kind, rep, chains, units = _classify(trace)
     found: list[str] = []
@@ -505,7 +515,7 @@ def kr_ratio(block: nn.Module, example_input=None) -> float:
         param = next(block.parameters())
         spatial = {1: (32,), 2: (32, 32), 3: (8, 32, 32)}[len(first.kernel_size)]
         example_input = torch.randn(1, first.in_channels, *spatial, device=param.device, dtype=param.dtype)
-    blocks, _ = find_blocks(block, example_input)
+    blocks = find_blocks(block, example_input)
     if len(blocks) != 1:
         raise ValueError(f"{type(block).__name__} holds {len(blocks)} blocks ({', '.join(b.path or '<root>' for b in blocks) or 'none'}); "
                          "kr_ratio needs exactly one -- use kr_report(model, example_input) for a network")
@@ -521,7 +531,7 @@ def kr_report(model: nn.Module, example_input) -> pd.DataFrame:
     (the block's composite-kernel df, module docstring), ``P``, ``R_in``, ``closing conv`` (its path)
     and ``type`` (the block's class). ``df.attrs`` holds ``kr_summary``'s aggregates.
     """
-    blocks, trace = find_blocks(model, example_input)
+    blocks, trace = _analyse(model, example_input)
     rows = [{"block": b.path, "design": b.design, "K": b.K, "R": b.R, "K/R": b.kr_ratio,
              "parameters": b.parameters, "FLOPs": b.flops, "df": b.df, "naive count": b.parameters,
              "P": b.P, "R_in": b.R_in, "closing conv": b.chain[-1].path, "type": type(b.module).__name__}

@@ -315,6 +315,17 @@ def test_default_input_shape():
         default_input_shape(nn.Linear(2, 2))
 
 
+def test_find_blocks_chain_and_composite_kernel():
+    model = build("resnet18")
+    blocks = find_blocks(model, torch.randn(1, 3, 32, 32, device=_device(model)))
+    by_path = {b.path: b for b in blocks}
+    # the shortcut (layer2.0.downsample.0) is not on the chain; the chain's receptive field is
+    # l = l_1 + s_1 (l_2 - 1): 3 + 1 * 2 = 5 at stride 1, 3 + 2 * 2 = 7 after a stride-2 conv
+    assert [c.path for c in by_path["layer2.0"].chain] == ["layer2.0.conv1", "layer2.0.conv2"]
+    assert by_path["layer1.0"].composite_kernel == (5, 5) and by_path["layer2.0"].composite_kernel == (7, 7)
+    assert all(b.kr_ratio == 1 for b in blocks)
+
+
 def test_find_blocks_rejects_non_modules():
     with pytest.raises(TypeError, match="nn.Module"):
         find_blocks(lambda x: x, torch.randn(1, 3, 8, 8))
