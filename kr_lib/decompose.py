@@ -193,12 +193,13 @@ def _along(j: int, N: int, value: int, other: int = 1) -> tuple[int, ...]:
     return tuple(value if i == j else other for i in range(N))
 
 
-def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_max: int = 100, svd: str = "truncated_svd",
-                   random_state: int = 0) -> DecomposedConv:
+def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_max: int = 100, tol: float | None = None,
+                   svd: str = "truncated_svd", random_state: int = 0) -> DecomposedConv:
     """Replace ``conv`` by its ``method`` decomposition at ``rank`` (see the module doc for both).
 
     Returns a ``DecomposedConv`` on the conv's device and dtype; its ``.relative_error`` is
-    ``||A - A_hat||_F / ||A||_F``. ``n_iter_max`` caps TensorLy's ALS / HOOI iterations; ``svd`` is
+    ``||A - A_hat||_F / ||A||_F``. ``n_iter_max`` caps TensorLy's ALS / HOOI iterations and ``tol`` is
+    their stopping tolerance (None: TensorLy's default; 0 runs exactly ``n_iter_max``); ``svd`` is
     TensorLy's SVD ("truncated_svd" or "randomized_svd"); ``random_state`` seeds it.
     """
     _check_conv(conv)
@@ -211,13 +212,14 @@ def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_m
     stride, padding = tuple(conv.stride), _padding(conv)
     bias = None if conv.bias is None else conv.bias.detach()
     one = (1,) * N
+    extra = {} if tol is None else {"tol": tol}
     with torch.no_grad(), tl.backend_context("pytorch", local_threadsafe=True), warnings.catch_warnings():
         # TensorLy's SVD init warns when a rank exceeds a mode's size and then fills in random columns: expected
         warnings.filterwarnings("ignore", message="Trying to compute SVD with n_eigenvecs")
         if method == "tucker2":
             R, R_in = ranks
             (core, (U_K, U_P)), _ = partial_tucker(W, rank=[R, R_in], modes=[0, 1], init="svd", svd=svd,
-                                                    n_iter_max=n_iter_max, random_state=random_state)
+                                                    n_iter_max=n_iter_max, random_state=random_state, **extra)
             A_hat = _tucker2_tensor(core, U_K, U_P)
             layers = [
                 _new_conv(N, P, R_in, one, one, 0, 1, U_P.T),
@@ -227,7 +229,7 @@ def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_m
         elif method == "cp":
             (R,) = ranks
             weights, factors = parafac(W, rank=R, init="svd", svd=svd, n_iter_max=n_iter_max,
-                                       random_state=random_state, normalize_factors=False)
+                                       random_state=random_state, normalize_factors=False, **extra)
             U_K, U_P, spatial = factors[0] * weights, factors[1], factors[2:]
             A_hat = tl.cp_to_tensor((None, [U_K, U_P, *spatial]))
             layers = [_new_conv(N, P, R, one, one, 0, 1, U_P.T)]
@@ -238,7 +240,7 @@ def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_m
         else:  # full Tucker
             R, R_in, *r = ranks
             core, factors = tucker(W, rank=list(ranks), init="svd", svd=svd, n_iter_max=n_iter_max,
-                                   random_state=random_state)
+                                   random_state=random_state, **extra)
             U_K, U_P, spatial = factors[0], factors[1], factors[2:]
             A_hat = tl.tucker_to_tensor((core, factors))
             layers = [_new_conv(N, P, R_in, one, one, 0, 1, U_P.T)]
