@@ -3,7 +3,8 @@ in a book page (a cache hit: no notebook is executed again).
 
 Nothing in the repository changes: the book's sources (every file git knows, tracked or new, plus the
 local MathJax copy under ``.cache/``) are copied to a temporary folder, ``kr_lib.book.build_book`` builds
-from that copy into a temporary output, a line is added to the copy's ``book/intro.md`` and the book is
+from that copy (importing ``kr_lib`` from the copy too, so the library is frozen for both builds) into a
+temporary output, a line is added to the copy's ``book/intro.md`` and the book is
 built again. For each build the row has the wall time, the CPU time of this process and its children
 (the build runs papermill kernels and jupyter-book as subprocesses; CPU time is what other processes on
 a shared machine barely disturb), and the pages papermill executed (0 for a cache hit).
@@ -53,17 +54,26 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def staged_notebooks(out: Path) -> dict[str, float]:
-    """Executed page -> modification time of its staged (executed) notebook."""
-    return {str(p.relative_to(out)): p.stat().st_mtime for p in (out / "_build/src").rglob("*.ipynb")}
+def staged_pages(out: Path, pages) -> dict[str, float]:
+    """Executed page -> modification time of its staged (executed) notebook, for the pages papermill runs."""
+    staged = {page: out / "_build/src" / page for page in pages}
+    return {page: path.stat().st_mtime for page, path in staged.items() if path.exists()}
 
 
-def timed_build(label: str, root: Path, out: Path, preset: str) -> dict:
-    before = staged_notebooks(out) if (out / "_build/src").exists() else {}
+_BUILD = ("import sys, kr_lib; from kr_lib.book import build_book; "
+          "print('kr_lib from', kr_lib.__file__, 'source', kr_lib.source_hash(), flush=True); "
+          "build_book(output=sys.argv[1], preset=sys.argv[2], root=sys.argv[3])")
+
+
+def timed_build(label: str, root: Path, out: Path, preset: str, pages) -> dict:
+    """One ``build_book`` in a subprocess that imports ``kr_lib`` from the copy (PYTHONPATH), so that edits
+    to the repository's library while the benchmark runs do not change the source hash the cache keys on."""
+    before = staged_pages(out, pages)
+    env = {**os.environ, "PYTHONPATH": str(root)}
     wall, cpu = time.perf_counter(), cpu_seconds()
-    build_book(output=out, preset=preset, root=root)
+    subprocess.run([sys.executable, "-c", _BUILD, str(out), preset, str(root)], cwd=root, env=env, check=True)
     wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    after = staged_notebooks(out)
+    after = staged_pages(out, pages)
     executed = sorted(p for p, m in after.items() if before.get(p) != m)
     return {"build": label, "preset": preset, "wall_seconds": wall, "cpu_seconds": cpu,
             "pages_executed": len(executed), "executed": ", ".join(executed)}
@@ -77,10 +87,10 @@ def main(argv=None) -> int:
         root, out = Path(tmp) / "src", Path(tmp) / "out"
         n_files = copy_sources(_common.REPO_ROOT, root)
         pages = executed_pages(root, preset)
-        cold = timed_build("full build", root, out, preset)
+        cold = timed_build("full build", root, out, preset, pages)
         page = root / CHANGED_PAGE
         page.write_text(page.read_text().rstrip("\n") + "\n\nA line added by benchmarks/bench_book.py.\n")
-        warm = timed_build(f"rebuild after a one-line change in {CHANGED_PAGE}", root, out, preset)
+        warm = timed_build(f"rebuild after a one-line change in {CHANGED_PAGE}", root, out, preset, pages)
     warm["cache_hit"] = warm["pages_executed"] == 0
     cold["cache_hit"] = False
     rows = [cold, warm]
