@@ -16,25 +16,27 @@ pass gives the data flow):
 2. **Chain of a module.** For every module called in the forward pass, its *chain* is the longest
    path of (non-gate) convolutions in the autograd graph from the module's input to its output.
    The shortcut of a residual block (identity or a 1x1 ``downsample``) is the shorter path (at equal
-   length, the one with smaller kernels) and is not on the chain. Consecutive convolutions with kernels that extend over disjoint spatial modes (the
-   (1, 3, 3) then (3, 1, 1) of a (2+1)D conv, the per-mode depthwise convs of a CP block) form one
-   *factored unit*: they are one factored convolution.
-3. **Blocks and stages.** A module with at least two units on its chain, or with one unit and a
-   shortcut (a path from its input to its output that avoids the chain: a residual single conv), is a
-   *block* when the units
-   sit in children that are not blocks themselves (single convs, conv-norm-activation wrappers,
-   factored convs); it is a *stage* when its chain passes through a stage, through two or more blocks,
-   or through a block and other convolutions. A module whose whole chain lies in a single block
-   child is a *wrapper*: it takes that block's place when it adds to the child's output (a residual
-   sum, a channel shuffle) or when the child is a bare ``nn.Sequential``; otherwise (a
-   ``Sequential`` holding one block) the child keeps its place. Blocks are the outermost such
-   modules; everything inside a block belongs to it (its shortcut, its squeeze-excitation, a second
-   branch), and modules outside any block (stem, head, classifier) are the *rest of the network*.
+   length, the one with smaller kernels) and is not on the chain. Consecutive convolutions with
+   kernels that extend over disjoint spatial modes (the (1, 3, 3) then (3, 1, 1) of a (2+1)D conv,
+   the per-mode depthwise convs of a CP block) form one *factored unit*: one factored convolution.
+3. **Blocks and stages.** A module is a *block* when its chain has at least two units, or one unit
+   and a shortcut (a path from its input to its output that avoids the chain: a residual single
+   conv), and the units sit in children that are not blocks themselves (single convs,
+   conv-norm-activation wrappers, factored convs). It is a *stage* when its chain passes through a
+   stage, through two or more blocks, or through a block and other convolutions. A module whose
+   whole chain lies in a single block child is a *wrapper*: it takes that block's place when it adds
+   to the child's output (a residual sum, a channel shuffle) or when the child is a bare
+   ``nn.Sequential``; otherwise (a ``Sequential`` holding one block) the child keeps its place.
+   Blocks are the outermost such modules; everything inside a block belongs to it (its shortcut, its
+   squeeze-excitation, a second branch), and modules outside any block (stem, head, classifier) are
+   the *rest of the network*. A network without residual structure (VGG) shows its whole
+   convolutional trunk as one ``dense`` block.
 4. **K and R.** The *closing* convolution is the last one on the chain, P is the input channels of
    the first one. K is the closing convolution's output channels. If it is pointwise (kernel 1 in
    every mode) it is a K x R output factor with R = its input channels (a grouped 1 x 1 is a
-   block-diagonal K x R factor, still R = its input channels); otherwise the block has no output
-   factor and R = K (a plain dense block such as ResNet's basic block: K/R = 1).
+   block-diagonal K x R factor, still R = its input channels); otherwise (or when the block is that
+   one pointwise conv) the block has no output factor and R = K (a plain dense block such as
+   ResNet's basic block: K/R = 1).
 5. **Design**, from the chain's kinds of convolution (names as in ``kr_lib.complexity.DESIGNS``):
    a (1, l, l) + (l, 1, 1) factored unit -> ``r2plus1d``; per-mode depthwise units or a depthwise
    conv without an opening pointwise conv -> ``separable``; pointwise + depthwise (+ pointwise) ->
