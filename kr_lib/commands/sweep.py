@@ -14,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="results", help="results root (default: results)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
     parser.add_argument("--data-dir", default=None, help="data root (default: $KR_DATA_DIR, then the dataset's default)")
+    parser.add_argument("--download", action="store_true", help="fetch a missing dataset (cifar10, svhn; needs internet)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
                         help="local: one run after another (default); ray: one Ray task per run")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
@@ -43,7 +44,7 @@ def run(args) -> int:
     if args.address and args.backend != "ray":
         raise ValueError("--address is for --backend ray")
     summary = run_sweep(args.file, args.preset, output_dir=args.output_dir, device=args.device,
-                        data_dir=args.data_dir, backend=args.backend, address=args.address,
+                        data_dir=args.data_dir, download=args.download, backend=args.backend, address=args.address,
                         retry_failed=args.retry_failed, limit=args.limit)
     print(summary)
     return 1 if summary.count("failed") else 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import math
 import shutil
 import time
@@ -48,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "dataset_options": {},        # per dataset, e.g. {"frames": 8, "canvas": 32} for moving_fashion_mnist
     "device": "auto",             # auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...
     "data_dir": None,             # None: $KR_DATA_DIR, then the dataset's default places
+    "download": False,            # fetch a missing dataset (cifar10, svhn, fashion_mnist; needs internet)
     "output_dir": None,           # None: $KR_RESULTS_DIR, else _build/runs (scratch); kr ablate/sweep: results
     "save_record": True,          # write the result record
     "checkpoint": True,           # checkpoint each epoch (resumed if the run is started again)
@@ -61,7 +63,7 @@ SCIENTIFIC = ("dataset", "dataset_options", "design", "kr_ratio", "R", "param_bu
 
 _OPTIONAL_INTS = ("R", "param_budget", "stem_stride", "train_limit", "test_limit")
 _INTS = ("stages", "blocks_per_stage", "kernel_size", "group_width", "epochs", "batch_size")
-_BOOLS = ("augment", "amp", "save_record", "checkpoint")
+_BOOLS = ("augment", "amp", "download", "save_record", "checkpoint")
 
 
 def _accepted(name: str) -> str:
@@ -136,13 +138,31 @@ def check_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"sweep must be a mapping or None, got {p['sweep']!r}")
 
     p["kr_ratio"] = str(as_fraction(p["kr_ratio"]))
-    import torch
-
-    with torch.device("meta"):
-        model = _build(p, info)
-    p["design"] = model.spec["design"]
+    p["design"] = _meta_design(p["dataset"], _freeze(p["dataset_options"]), p["design"], p["kr_ratio"], p["R"],
+                               p["param_budget"], p["stages"], p["blocks_per_stage"], p["kernel_size"],
+                               p["stem_stride"], p["group_width"])
     p["mode"] = "fixed_r" if p["R"] is not None else "budget"
     return p
+
+
+def _freeze(options: Mapping) -> tuple:
+    return tuple(sorted((k, _freeze(v) if isinstance(v, Mapping) else v) for k, v in options.items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def _meta_design(dataset, options, design, kr_ratio, R, param_budget, stages, blocks_per_stage, kernel_size,
+                 stem_stride, group_width) -> str:
+    """Build the network on the meta device (shapes only) so that an impossible K/R, R or budget fails
+    while checking; returns the canonical design name. Cached: a sweep checks each network once, not per seed."""
+    import torch
+
+    from ..data import dataset_info
+
+    p = {"design": design, "kr_ratio": kr_ratio, "R": R, "param_budget": param_budget, "stages": stages,
+         "blocks_per_stage": blocks_per_stage, "kernel_size": kernel_size, "stem_stride": stem_stride,
+         "group_width": group_width}
+    with torch.device("meta"):
+        return _build(p, dataset_info(dataset, **dict(options))).spec["design"]
 
 
 def parameters_from_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -251,6 +271,17 @@ def _network_row(report, spec: Mapping[str, Any]) -> dict:
     }
 
 
+def _print_epoch(epochs: int):
+    """One line per finished epoch (a per-batch bar would fill the executed notebook)."""
+
+    def show(h: dict) -> None:
+        print(f"epoch {h['epoch']}/{epochs}: train loss {h['train_loss']:.4f} acc {h['train_accuracy']:.4f} | "
+              f"test loss {h['test_loss']:.4f} acc {h['test_accuracy']:.4f} | {h['train_time_s']:.0f} s, "
+              f"{h['samples_per_second']:.0f} samples/s", flush=True)
+
+    return show
+
+
 def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRun:
     """Train and evaluate one network of the ablation family and write its result record.
 
@@ -272,7 +303,7 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
     start = time.perf_counter()
     p = check_parameters(params)
     device = resolve_device(None if p["device"] == "auto" else p["device"])
-    data = load_splits(p["dataset"], data_dir=p["data_dir"], train_limit=p["train_limit"],
+    data = load_splits(p["dataset"], data_dir=p["data_dir"], download=p["download"], train_limit=p["train_limit"],
                        test_limit=p["test_limit"], **p["dataset_options"])
     info = data[0].info
     torch.manual_seed(p["seed"])
@@ -285,7 +316,7 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
     ckpt = checkpoint_dir(p, record["run_id"]) if p["checkpoint"] else None
     result = train(model, data, epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], optimizer=p["optimizer"],
                    weight_decay=p["weight_decay"], seed=p["seed"], device=device, checkpoint_dir=ckpt, amp=p["amp"],
-                   augment=p["augment"], progress=progress)
+                   augment=p["augment"], progress=False, on_epoch_end=_print_epoch(p["epochs"]) if progress else None)
     history = result.history
     last = history[-1] if history else {}
     record.update(

@@ -28,6 +28,14 @@ def _completed(table: pd.DataFrame) -> pd.DataFrame:
     return done
 
 
+def _design_order(done: pd.DataFrame) -> list[str]:
+    """Designs in the library's order, so that a design has one colour in every figure."""
+    from ..complexity import DESIGNS
+
+    present = set(done["design"])
+    return [d for d in DESIGNS if d in present] + sorted(present - set(DESIGNS))
+
+
 def plot_learning_curves(record: Mapping, title: str = ""):
     """Training and test loss (left) and accuracy (right) per epoch of one record's ``history``."""
     import matplotlib.pyplot as plt
@@ -53,18 +61,23 @@ def plot_learning_curves(record: Mapping, title: str = ""):
 
 def plot_accuracy_vs_kr(table: pd.DataFrame, title: str = ""):
     """Test accuracy against K/R (log scale), one line per block design, one panel per mode (fixed R,
-    fixed budget); the band is the spread (standard deviation) over seeds, dots are the single runs."""
+    fixed budget); the band is the spread (standard deviation) over seeds, dots are the single runs.
+    The dense baseline (K/R = 1 only) is drawn in every panel, whichever mode it was run in."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     done = _completed(table)
-    modes = [m for m in MODE_TITLES if m in set(done["mode"])]
+    dense = done[done["design"] == "dense"]
+    order = _design_order(done)
+    modes = [m for m in MODE_TITLES if m in set(done.loc[done["design"] != "dense", "mode"])] or \
+        [m for m in MODE_TITLES if m in set(done["mode"])]
     fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 3.8), squeeze=False, sharey=True)
     for ax, mode in zip(axes[0], modes):
-        sub = done[done["mode"] == mode]
-        sns.lineplot(sub, x="K/R", y="test accuracy", hue="design", errorbar="sd", marker="o", ax=ax,
-                     legend=ax is axes[0][-1])
-        sns.scatterplot(sub, x="K/R", y="test accuracy", hue="design", ax=ax, legend=False, s=12, alpha=0.5)
+        sub = pd.concat([dense, done[(done["mode"] == mode) & (done["design"] != "dense")]])
+        sns.lineplot(sub, x="K/R", y="test accuracy", hue="design", hue_order=order, errorbar="sd", marker="o",
+                     ax=ax, legend=ax is axes[0][-1])
+        sns.scatterplot(sub, x="K/R", y="test accuracy", hue="design", hue_order=order, ax=ax, legend=False, s=12,
+                        alpha=0.5)
         ax.set_xscale("log", base=2)
         ax.set_title(MODE_TITLES[mode])
     if axes[0][-1].get_legend() is not None:
@@ -87,7 +100,7 @@ def plot_accuracy_vs_size(table: pd.DataFrame, size: str = "parameters", title: 
     done[size] = done[size].astype(float)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     sns.scatterplot(done, x=size, y="test accuracy", hue="K/R", hue_norm=LogNorm(), palette="viridis",
-                    style="design", s=45, ax=ax)
+                    style="design", style_order=_design_order(done), s=45, ax=ax)
     ax.set_xscale("log")
     labels = {"parameters": "parameters (naive count)", "df": "degrees of freedom of the network",
               "flops": "FLOPs per sample", "naive_count": "naive count"}

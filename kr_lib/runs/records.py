@@ -229,3 +229,24 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
                           pd.to_numeric(s, errors="coerce")).reset_index(drop=True)
     out[keys] = out[keys].replace("-", None)
     return out
+
+
+def provenance_summary(records: Iterable[Mapping]) -> dict:
+    """Where and how a set of records was made, from the records themselves: sweep presets, devices and
+    machines, the summed wall time (hours), the first and last record dates, the library commits."""
+    records = list(records)
+    machines = set()
+    for r in records:
+        m = r.get("machine") or {}
+        machines.add(m.get("gpu") or f"{m.get('processor', '?')} CPU, {m.get('cpu_count', '?')} cores")
+    created = sorted(r["created"] for r in records if r.get("created"))
+    return {
+        "records": len(records),
+        "presets": sorted({str((r.get("sweep") or {}).get("preset")) for r in records}),
+        "devices": sorted({str(r.get("device")) for r in records}),
+        "machines": sorted(machines),
+        "wall_time_hours": sum(((r.get("timing") or {}).get("wall_time_s") or 0) for r in records) / 3600,
+        "first": created[0] if created else None,
+        "last": created[-1] if created else None,
+        "commits": sorted({str(r.get("git_commit"))[:12] for r in records}),
+    }

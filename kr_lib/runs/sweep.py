@@ -45,7 +45,7 @@ NOTEBOOK = REPO_ROOT / "notebooks" / "ablation.ipynb"
 SWEEP_KEYS = {"dataset", "description", "parameters", "grids", "presets"}
 PRESET_KEYS = {"description", "cost", "parameters", "axes", "grids"}
 #: Parameters a sweep file may not set: where things go is the command's business.
-NOT_IN_SWEEP = {"output_dir", "device", "data_dir", "save_record", "checkpoint", "sweep", "dataset"}
+NOT_IN_SWEEP = {"output_dir", "device", "data_dir", "download", "save_record", "checkpoint", "sweep", "dataset"}
 
 
 @dataclass
@@ -226,7 +226,8 @@ def _log(bar, outcome: RunOutcome) -> None:
 
 
 def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: str | os.PathLike = "results",
-              device: str = "auto", data_dir: str | os.PathLike | None = None, backend: str = "local",
+              device: str = "auto", data_dir: str | os.PathLike | None = None, download: bool = False,
+              backend: str = "local",
               address: str | None = None, retry_failed: bool = False, limit: int | None = None,
               progress: bool = True, notebook: str | os.PathLike = NOTEBOOK) -> SweepSummary:
     """Run a sweep file's grid (see the module docstring); returns a :class:`SweepSummary`.
@@ -234,8 +235,8 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
     ``backend="local"``: one run after another in this process's machine. ``backend="ray"``: each run is
     a Ray task (one GPU each when the cluster has GPUs, else one CPU) on the cluster at ``address``
     (None: start a local one); records are written here as the tasks finish. ``limit``: at most that many
-    runs are executed in this call (the rest wait for the next). ``device``/``data_dir`` are passed to every
-    run (they are not part of a run's identity).
+    runs are executed in this call (the rest wait for the next). ``device``/``data_dir``/``download`` are
+    passed to every run (they are not part of a run's identity).
     """
     from tqdm.auto import tqdm
 
@@ -244,7 +245,7 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
     sweep = load_sweep(path, preset)
     output_dir = Path(output_dir).resolve()
     _ignore_scratch(output_dir)
-    extra = {"device": device, "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+    extra = {"device": device, "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "download": download,
              "sweep": {"file": _relative(sweep.path), "preset": preset}}
     summary = SweepSummary()
     todo = []
@@ -334,3 +335,18 @@ def _ignore_scratch(output_dir: Path) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         gitignore.write_text("# written by kr sweep: checkpoints and partial files are never committed\n"
                              ".checkpoints/\n*.partial\n*.partial.ipynb\n.*.partial\n")
+
+
+#: The preset whose records a dataset's book page shows, and how to make them.
+BOOK_PRESETS = {"fashion_mnist": "book", "moving_fashion_mnist": "book", "cifar10": "paper", "svhn": "paper",
+                "ucf101": "paper"}
+_FILL_OPTIONS = {"cifar10": " --device cuda --download", "svhn": " --device cuda --download",
+                 "ucf101": " --device cuda --data-dir DATA_DIR"}
+
+
+def fill_commands(dataset: str) -> list[str]:
+    """The exact commands that would fill ``results/<dataset>`` with the book preset's records."""
+    if dataset not in BOOK_PRESETS:
+        raise ValueError(f"no sweep file for {dataset!r}; sweeps exist for {', '.join(BOOK_PRESETS)}")
+    cmd = f"kr sweep sweeps/{dataset}.yaml --preset {BOOK_PRESETS[dataset]}{_FILL_OPTIONS.get(dataset, '')}"
+    return [cmd, f"kr results {dataset}", f"git add results/{dataset}"]

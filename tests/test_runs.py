@@ -1,0 +1,358 @@
+"""Ablation runs, records, sweeps and the commands over them (kr_lib.runs, kr ablate/sweep/results/reproduce)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from runs_helpers import fake_notebook, synthetic_record  # noqa: E402
+
+from kr_lib.cli import main as kr_main
+from kr_lib.execute import notebook_parameters
+from kr_lib.runs import (
+    DEFAULTS, aggregate, check_parameters, parameters_from_namespace, read_records, records_table, run_id,
+    write_json_atomic, write_record,
+)
+from kr_lib.runs.ablation import scientific
+from kr_lib.runs.cli_values import parse_assignments
+from kr_lib.runs.reproduce import compare_metrics
+from kr_lib.runs.sweep import BOOK_PRESETS, execute_run, fill_commands, load_sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
+
+
+# ----------------------------------------------------------------------------- identity and records
+
+def test_run_id_depends_on_the_science_only():
+    p = check_parameters({"design": "bottleneck", "kr_ratio": "1/4", "R": 8})
+    same_elsewhere = check_parameters({"design": "bottleneck", "kr_ratio": 0.25, "R": 8, "device": "cpu",
+                                       "output_dir": "/elsewhere", "data_dir": "/data", "sweep": {"preset": "x"}})
+    assert run_id(scientific(p)) == run_id(scientific(same_elsewhere))
+    for change in ({"seed": 1}, {"kr_ratio": 4}, {"R": 16}, {"epochs": 2}, {"train_limit": 100}, {"lr": 0.05}):
+        other = check_parameters({"design": "bottleneck", "kr_ratio": "1/4", "R": 8, **change})
+        assert run_id(scientific(other)) != run_id(scientific(p)), change
+    assert run_id(scientific(p)).startswith("bottleneck-kr1over4-R8-seed0-")
+
+
+def test_write_json_atomic_leaves_only_the_file(tmp_path):
+    path = write_json_atomic({"a": float("nan"), "b": [1.5, float("inf")]}, tmp_path / "x" / "r.json")
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.5, None]}
+    assert [f.name for f in path.parent.iterdir()] == ["r.json"]
+
+
+def test_write_record_rejects_a_completed_record_without_accuracy(tmp_path):
+    rec = synthetic_record(None)
+    with pytest.raises(ValueError, match="test_accuracy"):
+        write_record(rec, tmp_path)
+
+
+def test_read_records_reports_every_corrupt_file(tmp_path):
+    good = synthetic_record(0.8)
+    write_record(good, tmp_path)
+    folder = tmp_path / "fashion_mnist"
+    (folder / "truncated.json").write_text(json.dumps(good)[:50])
+    (folder / "nofields.json").write_text("{}")
+    renamed = dict(good)
+    (folder / "renamed.json").write_text(json.dumps(renamed))
+    records, corrupt = read_records(folder)
+    assert [r["run_id"] for r in records] == [good["run_id"]]
+    reasons = {c.path.name: c.reason for c in corrupt}
+    assert set(reasons) == {"truncated.json", "nofields.json", "renamed.json"}
+    assert "not valid JSON" in reasons["truncated.json"]
+    assert "missing field" in reasons["nofields.json"]
+    assert "does not match its run_id" in reasons["renamed.json"]
+
+
+def test_aggregate_is_mean_and_spread_over_seeds(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    accs = {kr: [rng.uniform(0.5, 0.9) for _ in range(3)] for kr in ("1/4", "4")}
+    records = [synthetic_record(a, design="bottleneck", kr_ratio=kr, R=8, seed=s)
+               for kr, values in accs.items() for s, a in enumerate(values)]
+    records.append(synthetic_record(None, status="failed", design="bottleneck", kr_ratio="4", R=8, seed=9))
+    table = records_table(records)
+    assert len(table) == 7
+    summary = aggregate(table)
+    assert list(summary["kr_fraction"]) == ["1/4", "4"]  # sorted by K/R
+    for _, row in summary.iterrows():
+        values = accs[row["kr_fraction"]]
+        assert row["seeds"] == 3
+        assert math.isclose(row["accuracy_mean"], statistics.mean(values))
+        assert math.isclose(row["accuracy_std"], statistics.stdev(values))
+    assert dict(zip(summary["kr_fraction"], summary["failed"])) == {"1/4": 0, "4": 1}
+
+
+# ----------------------------------------------------------------------------- parameters
+
+@pytest.mark.parametrize("bad, message", [
+    ({"colour": 1}, r"unknown parameter\(s\) colour; accepted: dataset"),
+    ({"design": "dense", "kr_ratio": 4}, "only K/R = 1"),
+    ({"design": "r2plus1d"}, "3D"),
+    ({"design": "nope"}, "accepted: dense, bottleneck"),
+    ({"dataset": "mnist"}, "accepted: fashion_mnist"),
+    ({"R": None}, "exactly one of R"),
+    ({"param_budget": 10_000}, "exactly one of R"),
+    ({"epochs": 0}, "epochs must be a positive int"),
+    ({"optimizer": "adam"}, "sgd, adamw"),
+    ({"lr": -1}, "lr must be a positive number"),
+    ({"kr_ratio": "a/b"}, "kr_ratio must be"),
+    ({"dataset_options": {"frames": 8}}, "does not take option"),
+    ({"augment": "yes"}, "augment must be true or false"),
+])
+def test_bad_parameters_are_named_before_training(bad, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        check_parameters(bad)
+
+
+def test_parameters_resolve_defaults_and_mode():
+    p = check_parameters({"design": "inverted_residual", "kr_ratio": 0.5, "R": None, "param_budget": 20_000,
+                          "optimizer": "adamw"})
+    assert p["mode"] == "budget" and p["kr_ratio"] == "1/2" and p["lr"] == 1e-3 and p["weight_decay"] == 0.05
+
+
+def test_namespace_with_an_unknown_name_stops():
+    ns = {**DEFAULTS, "epoch": 3, "json": json, "Path": Path, "_private": 1}
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) epoch; accepted"):
+        parameters_from_namespace(ns)
+    ns.pop("epoch")
+    assert parameters_from_namespace(ns)["design"] == DEFAULTS["design"]
+
+
+def test_notebook_declares_exactly_the_library_parameters():
+    assert set(notebook_parameters(ROOT / "notebooks" / "ablation.ipynb")) == set(DEFAULTS)
+
+
+def test_command_line_values_are_data_never_code():
+    parsed = parse_assignments(["kr_ratio=1/4", "seed=3", "lr=None", "R=null", "augment=false",
+                                "dataset_options={frames: 8}", "design=__import__('os').system('false')"])
+    assert parsed == {"kr_ratio": "1/4", "seed": 3, "lr": None, "R": None, "augment": False,
+                      "dataset_options": {"frames": 8}, "design": "__import__('os').system('false')"}
+    with pytest.raises(ValueError, match="name=value"):
+        parse_assignments(["epochs"])
+    with pytest.raises(ValueError, match="twice"):
+        parse_assignments(["seed=1", "seed=2"])
+
+
+# ----------------------------------------------------------------------------- sweep files
+
+def write_sweep(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+SMALL = """
+dataset: fashion_mnist
+parameters: {epochs: 1, train_limit: 256, test_limit: 256, stages: 2, stem_stride: 2}
+grids:
+  dense: {design: [dense], kr_ratio: [1], R: [4], seed: [0, 1]}
+  fixed_r: {design: [bottleneck, separable], kr_ratio: ["1/2", 2], R: [4], seed: [0, 1]}
+  budget: {design: [bottleneck], kr_ratio: ["1/2", 2], param_budget: [3000], seed: [0, 1]}
+presets:
+  one: {parameters: {epochs: 2}, axes: {seed: [0]}, grids: {fixed_r: {design: [separable]}, budget: null}}
+"""
+
+
+def test_sweep_grid_is_the_product_of_its_lists(tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path / "s.yaml", SMALL))
+    assert len(sweep.runs) == 2 + 2 * 2 * 2 + 2 * 2
+    assert [p["seed"] for p in sweep.runs] == sorted(p["seed"] for p in sweep.runs)  # seed 0 first
+    budget = [p for p in sweep.runs if p["mode"] == "budget"]
+    assert budget and all(p["R"] is None and p["param_budget"] == 3000 for p in budget)
+    one = load_sweep(tmp_path / "s.yaml", "one")
+    assert len(one.runs) == 1 + 2 and all(p["epochs"] == 2 and p["seed"] == 0 for p in one.runs)
+    assert {p["design"] for p in one.runs} == {"dense", "separable"}
+
+
+@pytest.mark.parametrize("text, preset, message", [
+    (SMALL, "nope", "no preset 'nope'; it has: one"),
+    (SMALL.replace("grids:", "gridz:"), None, "unknown key"),
+    (SMALL.replace("R: [4], seed", "R: [4], colour: [1], seed"), None, "unknown key.*colour"),
+    (SMALL.replace('kr_ratio: ["1/2", 2], R: [4]', 'kr_ratio: ["1/3", 2], R: [4]'), None,
+     r"grid 'fixed_r', run .*must be a multiple"),
+    (SMALL.replace("parameters: {epochs: 1,", "parameters: {device: cuda, epochs: 1,"), None, "unknown key.*device"),
+])
+def test_bad_sweep_files_fail_before_any_run(tmp_path, text, preset, message):
+    with pytest.raises(ValueError, match=message):
+        load_sweep(write_sweep(tmp_path / "s.yaml", text), preset)
+
+
+def _check_sweep_file(path: Path, presets) -> None:
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    assert spec["dataset"] in BOOK_PRESETS and BOOK_PRESETS[spec["dataset"]] in spec["presets"]
+    for preset in presets(spec):
+        sweep = load_sweep(path, preset)  # every run checked, its network built on the meta device
+        assert sweep.runs
+        if preset:
+            assert sweep.cost, f"preset {preset} must say what it costs"
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_committed_sweep_files_expand_quick_preset(path):
+    _check_sweep_file(path, lambda spec: ["quick"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
+def test_committed_sweep_files_expand_for_every_preset(path):
+    _check_sweep_file(path, lambda spec: [None, *spec["presets"]])
+
+
+def test_fashion_mnist_book_preset_covers_what_the_book_needs():
+    from kr_lib.complexity import DESIGNS
+
+    runs = load_sweep(ROOT / "sweeps" / "fashion_mnist.yaml", "book").runs
+    designs_2d = {d for d in DESIGNS if d != "r2plus1d"}
+    assert {p["design"] for p in runs} == designs_2d
+    for mode in ("fixed_r", "budget"):
+        for design in designs_2d - {"dense"}:
+            sub = [p for p in runs if p["mode"] == mode and p["design"] == design]
+            assert len({p["kr_ratio"] for p in sub}) >= 5 and len({p["seed"] for p in sub}) >= 2
+    assert all(p["train_limit"] is None for p in runs)  # the whole training set
+
+
+def test_fill_commands_name_the_sweep_file():
+    for dataset in BOOK_PRESETS:
+        assert (ROOT / "sweeps" / f"{dataset}.yaml").is_file()
+        assert fill_commands(dataset)[0].startswith(f"kr sweep sweeps/{dataset}.yaml --preset ")
+
+
+# ----------------------------------------------------------------------------- commands, comparison, figures
+
+def test_results_command_prints_the_table_and_reports_corrupt_records(tmp_path, capsys):
+    for s, a in enumerate((0.7, 0.8)):
+        write_record(synthetic_record(a, design="separable", kr_ratio=2, R=8, seed=s), tmp_path)
+    assert kr_main(["results", "fashion_mnist", "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "separable" in out and "0.75" in out and "2 records" in out
+    (tmp_path / "fashion_mnist" / "broken.json").write_text("{not json")
+    assert kr_main(["results", "fashion_mnist", "--results-dir", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "corrupt record" in captured.err and "broken.json" in captured.err
+
+
+def test_results_command_on_an_empty_dataset_says_how_to_fill_it(tmp_path, capsys):
+    assert kr_main(["results", "svhn", "--results-dir", str(tmp_path)]) == 0
+    assert "kr sweep sweeps/svhn.yaml" in capsys.readouterr().out
+
+
+def test_ablate_command_stops_on_a_bad_name_before_running(tmp_path, capsys):
+    assert kr_main(["ablate", "fashion_mnist", "-p", "epoch=3", "--output-dir", str(tmp_path)]) == 2
+    assert "unknown parameter(s) epoch" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_compare_metrics_exact_and_within_tolerance():
+    a = synthetic_record(0.80)
+    b = synthetic_record(0.805)
+    assert compare_metrics(a, a, exact=True)[0]
+    assert not compare_metrics(a, b, exact=True)[0]
+    assert compare_metrics(a, b, exact=False, accuracy_tol=0.01)[0]
+    assert not compare_metrics(a, b, exact=False, accuracy_tol=0.001)[0]
+    assert not compare_metrics(a, synthetic_record(None, status="failed"), exact=False)[0]
+
+
+def test_figures_draw_from_a_records_table():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from kr_lib.runs.figures import plot_accuracy_vs_kr, plot_accuracy_vs_size
+
+    records = [synthetic_record(0.9, design="dense", kr_ratio=1, R=8, seed=0)]
+    records += [synthetic_record(0.8 + 0.01 * s, design="bottleneck", kr_ratio=kr, R=8, seed=s)
+                for kr in ("1/2", 2) for s in (0, 1)]
+    records += [synthetic_record(0.7, design="bottleneck", kr_ratio=2, R=None, param_budget=5000, seed=0)]
+    table = records_table(records)
+    fig = plot_accuracy_vs_kr(table)
+    assert len(fig.axes) == 2 and [ax.get_title() for ax in fig.axes] == ["fixed R", "fixed parameter budget"]
+    assert len(plot_accuracy_vs_size(table, "df").axes) == 1
+    with pytest.raises(ValueError, match="no completed runs"):
+        plot_accuracy_vs_kr(table.assign(status="failed"))
+
+
+# ----------------------------------------------------------------------------- executing notebooks
+
+@pytest.mark.slow
+def test_sweep_records_a_failed_run_and_goes_on(tmp_path):
+    nb = tmp_path / "fake.ipynb"
+    fake_notebook(nb)
+    sweep = write_sweep(tmp_path / "s.yaml", SMALL)
+    out = tmp_path / "results"
+    summary = run_sweep(sweep, "one", output_dir=out, notebook=nb, progress=False, limit=2)
+    by_seed = {}
+    records, corrupt = read_records(out / "fashion_mnist")
+    assert not corrupt and len(records) == 2
+    for r in records:
+        by_seed[r["parameters"]["seed"]] = r
+    statuses = sorted(o.status for o in summary.outcomes)
+    assert statuses == ["completed", "completed"]  # preset 'one' has only seed 0
+    # seed 1 fails in the stand-in notebook: recorded as failed, the sweep continues
+    outcome = execute_run({**load_sweep(sweep).runs[-1], "seed": 1, "device": "cpu"}, out, notebook=nb)
+    assert outcome.status == "failed" and "stand-in failure" in outcome.message
+    failed = json.loads(outcome.path.read_text())
+    assert failed["status"] == "failed" and failed["parameters"]["seed"] == 1
+    assert outcome.path.with_name(outcome.path.stem + ".failed.ipynb").is_file()
+    again = run_sweep(sweep, "one", output_dir=out, notebook=nb, progress=False)
+    assert again.count("skipped") == 2 and again.count("completed") == 1  # the third run of the preset
+
+
+TINY = """
+dataset: fashion_mnist
+parameters: {epochs: 1, train_limit: 256, test_limit: 256, stages: 2, stem_stride: 2, batch_size: 64}
+grids:
+  runs: {design: [bottleneck], kr_ratio: [1, 2], R: [4], seed: [0]}
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_sweep_then_resume_keeps_finished_runs_and_reproduces(tmp_path):
+    """A real sweep (two tiny trainings) killed with SIGKILL after its first record, started again: both
+    records, the first untouched, no duplicates, no half-written files; the first reproduces exactly."""
+    sweep = write_sweep(tmp_path / "tiny.yaml", TINY)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "kr_lib.cli", "sweep", str(sweep), "--output-dir", str(out), "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder = out / "fashion_mnist"
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(folder.glob("*.json")):
+        assert proc.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    first = list(folder.glob("*.json"))
+    assert len(first) == 1, "no record appeared in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first_bytes = first[0].read_bytes()
+
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 skipped" in done.stdout and "1 completed" in done.stdout
+    records, corrupt = read_records(folder)
+    assert not corrupt and len(records) == 2 and len({r["run_id"] for r in records}) == 2
+    assert first[0].read_bytes() == first_bytes
+    assert all(r["status"] == "completed" and r["timing"]["wall_time_s"] > 0 for r in records)
+    assert all((folder / f"{r['run_id']}.ipynb").is_file() for r in records)
+    leftovers = [p.name for p in folder.iterdir() if "partial" in p.name]
+    assert not leftovers
+    # the record holds per-block K/R and the network's sizes, from kr_report
+    rec = records[0]
+    assert [b["K/R"] for b in rec["blocks"]] == [float(rec["model"]["kr_ratio"])] * len(rec["blocks"])
+    assert rec["network"]["total_parameters"] == rec["model"]["parameters"]
+    assert rec["network"]["df"] <= rec["network"]["naive_count"]
+
+    from kr_lib.runs.reproduce import reproduce
+
+    cmp = reproduce(first[0], device="cpu")
+    assert cmp.rule == "exact" and cmp.agree, cmp.differences
