@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import tensorly as tl
 import torch
@@ -43,7 +43,7 @@ from tensorly.decomposition import parafac, partial_tucker, tucker
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["DecomposedConv", "decompose_conv", "reconstructed_conv", "compose_kernels", "resolve_ranks",
+__all__ = ["DecomposedConv", "decompose_conv", "rank_sweep", "reconstructed_conv", "compose_kernels", "resolve_ranks",
            "cp_rank_bound", "METHODS"]
 
 METHODS = ("cp", "tucker2", "tucker")
@@ -255,6 +255,35 @@ def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_m
             layers.append(_new_conv(N, R, K, one, one, 0, 1, U_K, bias))
         error = (torch.linalg.vector_norm(W - A_hat) / torch.linalg.vector_norm(W)).item()
     return DecomposedConv(layers, method=method, ranks=ranks, relative_error=error, original=conv)
+
+
+def rank_sweep(conv: nn.modules.conv._ConvNd, ranks: Sequence, methods: Sequence[str] = ("tucker2", "cp"),
+               evaluate: Callable[[DecomposedConv], dict] | None = None, **kwargs) -> list[dict]:
+    """Decompose ``conv`` at each rank by each method: one record per (method, rank).
+
+    Record: ``method``, ``rank`` (as asked), ``ranks`` (as used), ``R``, ``K``, ``kr_ratio``,
+    ``relative_error``, ``parameters`` (of the block) and ``original_parameters`` (of ``conv``), plus
+    whatever ``evaluate(block)`` returns (e.g. the test accuracy of the network with the block in place).
+    A rank a method cannot take for this kernel (``resolve_ranks`` raises) is skipped. ``kwargs`` go to
+    ``decompose_conv`` (``n_iter_max``, ``tol``, ``svd``, ``random_state``).
+    """
+    _check_conv(conv)
+    rows = []
+    original = sum(p.numel() for p in conv.parameters())
+    for method in methods:
+        for rank in ranks:
+            try:
+                resolve_ranks(conv.weight.shape, method, rank)
+            except ValueError:
+                continue
+            block = decompose_conv(conv, method, rank, **kwargs)
+            row = {"method": method, "rank": rank, "ranks": block.ranks, "R": block.R, "K": block.K,
+                   "kr_ratio": block.kr_ratio, "relative_error": block.relative_error,
+                   "parameters": sum(p.numel() for p in block.parameters()), "original_parameters": original}
+            if evaluate is not None:
+                row.update(evaluate(block))
+            rows.append(row)
+    return rows
 
 
 def _tucker2_tensor(core: torch.Tensor, U_K: torch.Tensor, U_P: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kr_lib.decompose import compose_kernels, cp_rank_bound, decompose_conv, reconstructed_conv, resolve_ranks
+from kr_lib.decompose import compose_kernels, cp_rank_bound, decompose_conv, rank_sweep, reconstructed_conv, resolve_ranks
 
 _CONVF = {2: F.conv2d, 3: F.conv3d}
 
@@ -131,3 +131,14 @@ def test_compose_kernels_matches_a_chain_of_convs():
     A = compose_kernels([w1, w2, w3], [(2, 1), (1, 3), (1, 1)], [1, 2, 1])
     assert A.shape == (5, 3, 3 + 2 * 1, 2 + 1 * 2)
     torch.testing.assert_close(F.conv2d(x, A, stride=(2, 3)), chain)
+
+
+def test_rank_sweep_records_and_skips():
+    conv = _conv(2, P=4, K=6)
+    rows = rank_sweep(conv, [1, 2, 6], methods=("tucker2", "cp"), evaluate=lambda b: {"n_layers": len(b)}, n_iter_max=5)
+    assert [(r["method"], r["rank"]) for r in rows] == [("tucker2", 1), ("tucker2", 2), ("cp", 1), ("cp", 2), ("cp", 6)]
+    t2 = [r for r in rows if r["method"] == "tucker2"]
+    assert t2[0]["relative_error"] >= t2[1]["relative_error"]
+    assert t2[1]["parameters"] == 4 * 2 + 2 * 2 * 9 + 2 * 6 + 6     # P R_in + R_in R l^2 + R K + bias
+    assert all(r["original_parameters"] == 6 * 4 * 9 + 6 for r in rows)
+    assert rows[2]["n_layers"] == 4 and rows[0]["n_layers"] == 3
