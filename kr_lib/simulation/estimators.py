@@ -137,7 +137,7 @@ def cp_als(gram: Tensor, moment: Tensor, dims: tuple[int, ...], rank: int, *, it
 def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Tensor],
                  train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], *, lr: float = 3e-3,
                  batch_size: int | None = 64, max_epochs: int = 200, patience: int = 10,
-                 generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], int]:
+                 generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
     """Adam on the mean squared error, each repetition its own problem, with early stopping.
 
     The loss is the sum over repetitions of each one's minibatch MSE, so (Adam being elementwise) the
@@ -152,7 +152,7 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
         train, val: (inputs, y) with inputs (b, n, ...) and y (b, n).
         batch_size: minibatch size; None for full-batch steps.
     Returns:
-        (the best weights, detached; the number of epochs run).
+        (the best weights, detached; for each repetition the epoch of its best validation loss, (b,)).
     """
     (X_tr, y_tr), (X_val, y_val) = train, val
     n_tr = y_tr.shape[1]
@@ -162,7 +162,7 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
     best = {k: v.detach().clone() for k, v in params.items()}
     best_loss = torch.full((y_tr.shape[0],), float("inf"), device=y_tr.device)
     stale = torch.zeros_like(best_loss)
-    epoch = 0
+    best_epoch = torch.zeros(y_tr.shape[0], dtype=torch.long, device=y_tr.device)
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(n_tr, generator=generator, device="cpu").to(y_tr.device)
         for start in range(0, n_tr, batch_size):
@@ -175,6 +175,7 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
             better = val_loss < best_loss
             best_loss = torch.where(better, val_loss, best_loss)
             stale = torch.where(better, torch.zeros_like(stale), stale + 1)
+            best_epoch = torch.where(better, epoch, best_epoch)
             for k, v in params.items():
                 mask = better.reshape(-1, *([1] * (v.dim() - 1)))
                 best[k] = torch.where(mask, v.detach(), best[k])
@@ -182,4 +183,4 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
             break
     for p in leaves:
         p.requires_grad_(False)
-    return best, epoch
+    return best, best_epoch

@@ -218,7 +218,8 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
     """Run the experiment of ``config``; one row per (student, K, n, repetition).
 
     Columns: student, family, K, R, R_in, K_over_R, n, rep, activation, estimator, sigma, df, naive,
-    estimation_error, relative_error, excess_risk, root_excess_risk, epochs, seconds, device.
+    estimation_error, relative_error, excess_risk, root_excess_risk, best_epoch (gradient training; 0 for als), seconds
+    (per repetition: the fit's wall time / reps), device.
     df is the dimension of the student's set of summarized tensors (``degrees_of_freedom``; for ReLU
     students it is the count of their linear counterparts), naive its parameter count.
     """
@@ -250,7 +251,7 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
         spec = cfg.student_spec(student, K)
         family = spec["family"]
         t0 = time.perf_counter()
-        epochs = 0
+        epochs = torch.zeros(b, dtype=torch.long)
         if estimator == "als":
             if n not in grams:  # the sufficient statistics, accumulated along the nested samples
                 n_prev = max((m for m in grams if m < n), default=0)
@@ -299,7 +300,7 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
                 student=student, family=family, K=K, R=spec["R"], R_in=spec["R_in"], K_over_R=K / spec["R"],
                 n=n, rep=rep, activation=cfg.activation, estimator=estimator, sigma=cfg.sigma, df=df, naive=naive,
                 estimation_error=float(err[rep]), relative_error=float(rel[rep]), excess_risk=float(excess[rep]),
-                root_excess_risk=math.sqrt(max(float(excess[rep]), 0.0)), epochs=epochs, seconds=seconds / b,
+                root_excess_risk=math.sqrt(max(float(excess[rep]), 0.0)), best_epoch=int(epochs[rep]), seconds=seconds / b,
                 device=str(device),
             ))
     return pd.DataFrame(rows).sort_values(["student", "K", "n", "rep"], ignore_index=True)
