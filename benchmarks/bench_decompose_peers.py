@@ -6,7 +6,7 @@ convolution of ResNet-50 and on a large Conv3d kernel: time, reconstruction erro
 
 Pairs, at the same ranks and the same number of ALS / HOOI iterations (``--iters``):
 
-* CP of rank R = K/4: ``decompose_conv(conv, "cp", R)`` vs ``from_conv(conv, factorization="cp", rank=R)``;
+* CP of rank R = K/4, at most a quarter of the CP rank bound (min(K, P)/4 for a 1x1 conv): ``decompose_conv(conv, "cp", R)`` vs ``from_conv(conv, factorization="cp", rank=R)``;
 * Tucker on the channel modes, ranks (R, R_in) = (K/4, P/4) (for a 1x1 conv both min(K, P)/4, the
   attainable ranks of a K x P matrix): ``decompose_conv(conv, "tucker2", (R, R_in))``
   vs ``from_conv(conv, factorization="tucker", rank=(R, R_in, l_1..l_N), fixed_rank_modes="spatial")``
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 from kr_lib import perf  # noqa: E402
-from kr_lib.decompose import decompose_conv  # noqa: E402
+from kr_lib.decompose import cp_rank_bound, decompose_conv  # noqa: E402
 
 LARGE_CONV3D = {"quick": (128, 128, (3, 3, 3)), "full": (512, 512, (3, 3, 3))}
 
@@ -67,7 +67,9 @@ def pairs(conv: nn.modules.conv._ConvNd, iters: int):
     import tltorch
 
     K, P, *l = conv.weight.shape
-    R, R_in = max(1, K // 4), max(1, P // 4)
+    # CP rank: K/4, and at most a quarter of the CP rank bound (for a 1x1 conv, a K x P matrix: min(K, P)/4)
+    R = max(1, min(K // 4, cp_rank_bound(conv.weight.shape) // 4))
+    R_in = max(1, P // 4)
     taps = 1
     for size in l:
         taps *= size
