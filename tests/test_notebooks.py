@@ -30,6 +30,19 @@ def test_notebook_has_a_parameters_cell_and_prints_the_library_stamp(path):
     assert "kr_lib.stamp()" in source or "kr_lib.__version__" in source
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_name_of_the_parameters_cell(path):
+    """papermill's parser skips a line it cannot read (an apostrophe or semicolon in a comment, say),
+    and a parameter it did not read would then be refused by name; every assignment must be read."""
+    import ast
+
+    cell = next(c for c in json.loads(path.read_text())["cells"]
+                if "parameters" in c.get("metadata", {}).get("tags", []))
+    assigned = {t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert assigned == set(notebook_parameters(path)), f"papermill did not read {assigned - set(notebook_parameters(path))}"
+
+
 @pytest.mark.parametrize("preset", ["default", "tiny"])
 def test_book_pages_use_parameters_their_notebooks_declare(preset):
     pages = executed_pages(ROOT, preset)
