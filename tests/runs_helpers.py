@@ -31,16 +31,16 @@ def fake_notebook(path) -> None:
     completed record with accuracy 0.5 -- to test the sweep machinery in seconds."""
     params = "\n".join(f"{k} = {v!r}" for k, v in DEFAULTS.items())
     body = (
-        "from kr_lib.runs.ablation import check_parameters, output_dir\n"
-        "from kr_lib.runs.records import write_record\n"
-        "import sys; sys.path.insert(0, %r)\n"
-        "from runs_helpers import synthetic_record\n"
         "p = {k: v for k, v in globals().items() if k in %r}\n"
+        "import sys; sys.path.insert(0, %r)\n"
+        "from kr_lib.runs import ablation as _ablation\n"
+        "from kr_lib.runs.records import write_record\n"
+        "from runs_helpers import synthetic_record\n"
         "if seed %% 2:\n"
         "    raise RuntimeError('stand-in failure for an odd seed')\n"
         "rec = synthetic_record(0.5, **p)\n"
-        "write_record(rec, output_dir(check_parameters(p)))\n"
-    ) % (str(__import__("pathlib").Path(__file__).parent), sorted(DEFAULTS))
+        "write_record(rec, _ablation.output_dir(_ablation.check_parameters(p)), staged=p['staged_record'])\n"
+    ) % (sorted(DEFAULTS), str(__import__("pathlib").Path(__file__).parent))
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(params, metadata={"tags": ["parameters"]}),
                                          nbformat.v4.new_code_cell(body)],
                                   metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",

@@ -322,8 +322,9 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_runs_and_reproduces(tmp_pa
     records, the first untouched, no duplicates, no half-written files; the first reproduces exactly."""
     sweep = write_sweep(tmp_path / "tiny.yaml", TINY)
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "kr_lib.cli", "sweep", str(sweep), "--output-dir", str(out), "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "kr_lib.cli", "sweep", str(sweep), "--output-dir", str(out), "--device", "cpu",
+           "--threads", "1"]
+    env = dict(os.environ)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder = out / "fashion_mnist"
     deadline = time.time() + 240
@@ -355,4 +356,5 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_runs_and_reproduces(tmp_pa
     from kr_lib.runs.reproduce import reproduce
 
     cmp = reproduce(first[0], device="cpu")
+    assert records[0]["timing"]["torch_threads"] == 1
     assert cmp.rule == "exact" and cmp.agree, cmp.differences

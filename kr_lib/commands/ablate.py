@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="a registered dataset: fashion_mnist, moving_fashion_mnist, cifar10, svhn, ucf101")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="a notebook parameter (repeatable): " + ", ".join(n for n in DEFAULTS
-                                                                              if n not in ("dataset", "output_dir", "sweep")))
+                                                                              if n not in ("dataset", "output_dir", "sweep", "staged_record")))
     parser.add_argument("--output-dir", default="results", help="results root (default: results)")
     parser.add_argument("--force", action="store_true", help="run again even if the record exists")
     parser.add_argument("--notebook", default=str(NOTEBOOK), help=argparse.SUPPRESS)

@@ -13,6 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None, help="a preset of the file (e.g. quick, book, paper)")
     parser.add_argument("--output-dir", default="results", help="results root (default: results)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of torch in each run (default: torch's)")
     parser.add_argument("--data-dir", default=None, help="data root (default: $KR_DATA_DIR, then the dataset's default)")
     parser.add_argument("--download", action="store_true", help="fetch a missing dataset (cifar10, svhn; needs internet)")
     parser.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -43,7 +44,7 @@ def run(args) -> int:
         return 0
     if args.address and args.backend != "ray":
         raise ValueError("--address is for --backend ray")
-    summary = run_sweep(args.file, args.preset, output_dir=args.output_dir, device=args.device,
+    summary = run_sweep(args.file, args.preset, output_dir=args.output_dir, device=args.device, threads=args.threads,
                         data_dir=args.data_dir, download=args.download, backend=args.backend, address=args.address,
                         retry_failed=args.retry_failed, limit=args.limit)
     print(summary)

@@ -48,10 +48,12 @@ DEFAULTS: dict[str, Any] = {
     "test_limit": None,           # test subset; None: the whole split
     "dataset_options": {},        # per dataset, e.g. {"frames": 8, "canvas": 32} for moving_fashion_mnist
     "device": "auto",             # auto (cuda, mps, cpu), cpu, cuda, cuda:1, ...
+    "threads": None,              # CPU threads of torch (None: torch's default); the CPU sums depend on it
     "data_dir": None,             # None: $KR_DATA_DIR, then the dataset's default places
     "download": False,            # fetch a missing dataset (cifar10, svhn, fashion_mnist; needs internet)
     "output_dir": None,           # None: $KR_RESULTS_DIR, else _build/runs (scratch); kr ablate/sweep: results
     "save_record": True,          # write the result record
+    "staged_record": False,       # kr ablate/sweep: write <run_id>.json.staged, renamed once the notebook is saved
     "checkpoint": True,           # checkpoint each epoch (resumed if the run is started again)
     "sweep": None,                # set by kr sweep: {"file": ..., "preset": ...}; not part of the run id
 }
@@ -61,9 +63,9 @@ SCIENTIFIC = ("dataset", "dataset_options", "design", "kr_ratio", "R", "param_bu
               "blocks_per_stage", "kernel_size", "stem_stride", "group_width", "epochs", "batch_size", "optimizer", "lr",
               "weight_decay", "augment", "amp", "seed", "train_limit", "test_limit")
 
-_OPTIONAL_INTS = ("R", "param_budget", "stem_stride", "train_limit", "test_limit")
+_OPTIONAL_INTS = ("R", "param_budget", "stem_stride", "train_limit", "test_limit", "threads")
 _INTS = ("stages", "blocks_per_stage", "kernel_size", "group_width", "epochs", "batch_size")
-_BOOLS = ("augment", "amp", "download", "save_record", "checkpoint")
+_BOOLS = ("augment", "amp", "download", "save_record", "staged_record", "checkpoint")
 
 
 def _accepted(name: str) -> str:
@@ -302,6 +304,8 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
 
     start = time.perf_counter()
     p = check_parameters(params)
+    if p["threads"] is not None:
+        torch.set_num_threads(p["threads"])
     device = resolve_device(None if p["device"] == "auto" else p["device"])
     data = load_splits(p["dataset"], data_dir=p["data_dir"], download=p["download"], train_limit=p["train_limit"],
                        test_limit=p["test_limit"], **p["dataset_options"])
@@ -337,13 +341,14 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
               "num_classes": info.num_classes},
         timing={"wall_time_s": time.perf_counter() - start, "train_wall_time_s": result.wall_time_s,
                 "samples_per_second": result.samples_per_second, "peak_memory_bytes": result.peak_memory_bytes,
-                "peak_memory_kind": result.peak_memory_kind, "resumed_from_epoch": result.resumed_from_epoch},
+                "peak_memory_kind": result.peak_memory_kind, "resumed_from_epoch": result.resumed_from_epoch,
+                "torch_threads": torch.get_num_threads()},
         device=result.device,
         amp_dtype=result.amp,
     )
     path = None
     if p["save_record"]:
-        path = write_record(record, output_dir(p))
+        path = write_record(record, output_dir(p), staged=p["staged_record"])
         if ckpt is not None:
             shutil.rmtree(ckpt, ignore_errors=True)
     return AblationRun(record, path, model, report, result)

@@ -131,10 +131,30 @@ def validate_record(record: Mapping) -> None:
             raise ValueError(f"a completed record needs metrics.test_accuracy in [0, 1], got {acc!r}")
 
 
-def write_record(record: Mapping, output_dir: str | os.PathLike) -> Path:
-    """Check ``record`` and write it to ``<output_dir>/<dataset>/<run_id>.json`` atomically; return the path."""
+#: Suffix of a staged record: written by the notebook, renamed to ``.json`` by the runner once the executed
+#: notebook is saved beside it (so a record never exists without its notebook, whenever a sweep is killed).
+STAGED_SUFFIX = ".json.staged"
+
+
+def staged_path(path: str | os.PathLike) -> Path:
+    """``<run_id>.json`` -> ``<run_id>.json.staged``."""
+    path = Path(path)
+    return path.with_name(path.stem + STAGED_SUFFIX)
+
+
+def write_record(record: Mapping, output_dir: str | os.PathLike, staged: bool = False) -> Path:
+    """Check ``record`` and write it to ``<output_dir>/<dataset>/<run_id>.json`` atomically; return the path.
+    ``staged``: write ``<run_id>.json.staged`` instead (see :data:`STAGED_SUFFIX`; :func:`commit_staged`)."""
     validate_record(record)
-    return write_json_atomic(record, record_path(output_dir, record["parameters"]["dataset"], record["run_id"]))
+    path = record_path(output_dir, record["parameters"]["dataset"], record["run_id"])
+    return write_json_atomic(record, staged_path(path) if staged else path)
+
+
+def commit_staged(path: str | os.PathLike) -> Path:
+    """Rename the staged record of ``<run_id>.json`` to ``<run_id>.json`` (atomic); return the record path."""
+    path = Path(path)
+    os.replace(staged_path(path), path)
+    return path
 
 
 def read_record(path: str | os.PathLike) -> dict:

@@ -1,6 +1,7 @@
 """Rerun a record's exact parameters and compare the metrics.
 
-On the CPU with the same library versions, a run is deterministic (seeded shuffling, augmentation and
+On the CPU with the same library versions and the same number of torch threads (the rerun uses the
+record's ``timing.torch_threads``), a run is deterministic (seeded shuffling, augmentation and
 initialisation; ``kr_lib.train``), so the metrics must be *identical*. On a GPU (cuDNN's algorithm choice,
 atomics in backward kernels, mixed precision) they agree only within a tolerance: by default 0.01 in
 test accuracy (one percentage point) and 2 % relative in test loss.
@@ -65,6 +66,7 @@ def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: 
     original = read_record(record_file)
     params = {k: original["parameters"][k] for k in SCIENTIFIC}
     params["device"] = device
+    params["threads"] = (original.get("timing") or {}).get("torch_threads")  # CPU sums depend on the thread count
     with tempfile.TemporaryDirectory(prefix="kr-reproduce-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
         outcome = execute_run(params, out, progress=progress)

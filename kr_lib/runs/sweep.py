@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .ablation import DEFAULTS, check_parameters, failed_record, scientific
-from .records import REPO_ROOT, read_record, record_path, run_id, write_record
+from .records import REPO_ROOT, commit_staged, read_record, record_path, run_id, staged_path, write_record
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "ablation.ipynb"
 SWEEP_KEYS = {"dataset", "description", "parameters", "grids", "presets"}
 PRESET_KEYS = {"description", "cost", "parameters", "axes", "grids"}
 #: Parameters a sweep file may not set: where things go is the command's business.
-NOT_IN_SWEEP = {"output_dir", "device", "data_dir", "download", "save_record", "checkpoint", "sweep", "dataset"}
+NOT_IN_SWEEP = {"output_dir", "device", "threads", "data_dir", "download", "staged_record", "save_record", "checkpoint", "sweep", "dataset"}
 
 
 @dataclass
@@ -167,24 +167,28 @@ def execute_run(params: Mapping[str, Any], output_dir: str | os.PathLike, notebo
     from ..execute import execute_notebook
 
     output_dir = Path(output_dir).resolve()
-    p = check_parameters({**params, "output_dir": str(output_dir)})
+    p = check_parameters({**params, "output_dir": str(output_dir), "save_record": True, "staged_record": True})
     p.pop("mode")
     rid = run_id(scientific(p))
     rec_path = record_path(output_dir, p["dataset"], rid)
+    staged = staged_path(rec_path)
+    staged.unlink(missing_ok=True)  # from an attempt killed between the two writes
     nb_path = rec_path.with_suffix(".ipynb")
     failed_nb = nb_path.with_name(nb_path.stem + ".failed.ipynb")
-    start, started_at = time.perf_counter(), time.time()
+    start = time.perf_counter()
     try:
-        execute_notebook(notebook, nb_path, p, cwd=REPO_ROOT, progress=progress)
-        record = read_record(rec_path)
+        # the notebook writes <run_id>.json.staged; the record exists only once the notebook is saved
+        execute_notebook(notebook, nb_path, p, cwd=REPO_ROOT, progress=progress, cell_timeout=None)  # runs take hours
+        if not staged.is_file():
+            raise RuntimeError(f"the notebook {Path(notebook).name} finished without writing {staged.name}")
+        record = read_record(commit_staged(rec_path))
         failed_nb.unlink(missing_ok=True)  # from an earlier failed attempt
         return RunOutcome(rid, record["status"], rec_path, time.perf_counter() - start, record.get("message", ""))
     except Exception as err:  # the sweep goes on; the failure is recorded
         message = _error_message(err)
         wall = time.perf_counter() - start
-        if rec_path.is_file() and rec_path.stat().st_mtime >= started_at - 1:
-            # this run wrote its record, a later cell failed: keep the record
-            return RunOutcome(rid, read_record(rec_path)["status"], rec_path, wall, message)
+        if staged.is_file():  # this run wrote its record, a later cell failed: keep the record
+            return RunOutcome(rid, read_record(commit_staged(rec_path))["status"], rec_path, wall, message)
         record = failed_record(check_parameters(p), message, wall)
         record["traceback"] = traceback.format_exception_only(type(err), err)[-1][-4000:]
         write_record(record, output_dir)
@@ -226,7 +230,8 @@ def _log(bar, outcome: RunOutcome) -> None:
 
 
 def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: str | os.PathLike = "results",
-              device: str = "auto", data_dir: str | os.PathLike | None = None, download: bool = False,
+              device: str = "auto", threads: int | None = None, data_dir: str | os.PathLike | None = None,
+              download: bool = False,
               backend: str = "local",
               address: str | None = None, retry_failed: bool = False, limit: int | None = None,
               progress: bool = True, notebook: str | os.PathLike = NOTEBOOK) -> SweepSummary:
@@ -235,8 +240,8 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
     ``backend="local"``: one run after another in this process's machine. ``backend="ray"``: each run is
     a Ray task (one GPU each when the cluster has GPUs, else one CPU) on the cluster at ``address``
     (None: start a local one); records are written here as the tasks finish. ``limit``: at most that many
-    runs are executed in this call (the rest wait for the next). ``device``/``data_dir``/``download`` are
-    passed to every run (they are not part of a run's identity).
+    runs are executed in this call (the rest wait for the next). ``device``/``threads``/``data_dir``/``download``
+    are passed to every run (they are not part of a run's identity).
     """
     from tqdm.auto import tqdm
 
@@ -245,7 +250,7 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
     sweep = load_sweep(path, preset)
     output_dir = Path(output_dir).resolve()
     _ignore_scratch(output_dir)
-    extra = {"device": device, "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "download": download,
+    extra = {"device": device, "threads": threads, "data_dir": str(Path(data_dir).resolve()) if data_dir else None, "download": download,
              "sweep": {"file": _relative(sweep.path), "preset": preset}}
     summary = SweepSummary()
     todo = []
@@ -334,7 +339,7 @@ def _ignore_scratch(output_dir: Path) -> None:
     if not gitignore.exists():
         output_dir.mkdir(parents=True, exist_ok=True)
         gitignore.write_text("# written by kr sweep: checkpoints and partial files are never committed\n"
-                             ".checkpoints/\n*.partial\n*.partial.ipynb\n.*.partial\n")
+                             ".checkpoints/\n*.partial\n*.partial.ipynb\n.*.partial\n*.json.staged\n")
 
 
 #: The preset whose records a dataset's book page shows, and how to make them.
