@@ -34,6 +34,7 @@ kernel of a linear chain of convs (a ``DecomposedConv`` or a ``kr_lib.blocks`` b
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -107,6 +108,16 @@ def resolve_ranks(shape: Sequence[int], method: str, rank) -> tuple[int, ...]:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; accepted: {', '.join(METHODS)}")
     K, P, *l = shape
+
+    def as_int(r):  # numpy / torch integers count as ints
+        if isinstance(r, (bool, float, int)):
+            return r
+        try:
+            return operator.index(r)
+        except TypeError:
+            return r
+
+    rank = tuple(as_int(r) for r in rank) if isinstance(rank, (tuple, list)) else as_int(rank)
     is_fraction = isinstance(rank, float)
     if is_fraction and not 0.0 < rank <= 1.0:
         raise ValueError(f"a fractional rank must lie in (0, 1], got {rank}")

@@ -92,6 +92,7 @@ def test_padding_strings_and_1d():
 def test_ranks():
     shape = (8, 6, 3, 3)
     assert resolve_ranks(shape, "tucker2", 4) == (4, 4)
+    assert resolve_ranks(shape, "tucker2", (torch.tensor(5), 2)) == (5, 2)
     assert resolve_ranks(shape, "tucker2", 0.5) == (4, 3)
     assert resolve_ranks(shape, "tucker", 2) == (2, 2, 3, 3)
     assert resolve_ranks(shape, "tucker", 1.0) == shape
