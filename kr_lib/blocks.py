@@ -66,9 +66,9 @@ def _tuple(value, dim: int, name: str) -> tuple[int, ...]:
 
 
 def _channels(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, (bool, float)) or not hasattr(value, "__index__") or int(value) < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+    return int(value)
 
 
 class Block(nn.Module):
