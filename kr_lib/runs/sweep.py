@@ -275,7 +275,7 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
                 summary.outcomes.append(outcome)
                 _log(bar, outcome)
                 bar.update(1)
-        else:
+        elif todo:  # nothing to do: no Ray started
             for outcome in _run_ray(todo, output_dir, sweep.dataset, address, notebook):
                 summary.outcomes.append(outcome)
                 _log(bar, outcome)
