@@ -1,4 +1,4 @@
-"""One training loop for every dataset of the registry and every network of :mod:`kr_lib.models`.
+"""One training loop for every dataset of the registry and every network of :mod:`kr_lib.models`::
 
     result = train(model, (train_split, test_split), epochs=10, batch_size=128, optimizer="sgd", seed=0,
                    device=None, checkpoint_dir="runs/x")
