@@ -355,3 +355,20 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_runs_and_reproduces(tmp_pa
     cmp = reproduce(first[0], device="cpu")
     assert records[0]["timing"]["torch_threads"] == 1
     assert cmp.rule == "exact" and cmp.agree, cmp.differences
+
+
+def test_run_lock_is_exclusive_and_a_dead_holder_is_taken_over(tmp_path):
+    import socket
+
+    from kr_lib.runs.sweep import run_lock
+
+    record = tmp_path / "fashion_mnist" / "r.json"
+    with run_lock(record) as first:
+        assert first and record.with_suffix(".lock").is_file()
+        with run_lock(record) as second:  # held by a live process (this one)
+            assert not second
+    assert not record.with_suffix(".lock").exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record.with_suffix(".lock").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")  # a SIGKILLed sweep's
+    with run_lock(record) as taken:
+        assert taken

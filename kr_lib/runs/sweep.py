@@ -24,12 +24,16 @@ Running (:func:`run_sweep`): each run is the notebook ``notebooks/ablation.ipynb
 end, the executed notebook beside it. A run whose record exists is skipped, so a sweep killed at any
 moment (SIGKILL included) and started again redoes only the unfinished runs -- the one that was cut off
 resumes from its last epoch checkpoint. A run that raises is recorded with status ``"failed"`` (retried
-only with ``retry_failed``); a diverged one is recorded as ``"diverged"``; the sweep goes on.
+only with ``retry_failed``); a diverged one is recorded as ``"diverged"``; the sweep goes on. Two sweeps
+on one results folder (one per GPU, say) share the work: a run is claimed with a lock file
+(:func:`run_lock`) and a run claimed by a live process is left to it.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import socket
 import shutil
 import tempfile
 import time
@@ -195,6 +199,49 @@ def execute_run(params: Mapping[str, Any], output_dir: str | os.PathLike, notebo
         return RunOutcome(rid, "failed", rec_path, wall, message)
 
 
+@contextlib.contextmanager
+def run_lock(record: Path):
+    """Claim a run for this process: ``<run_id>.lock`` created exclusively, holding host and pid. Yields
+    True when claimed (and removes the lock afterwards), False when a live process on this host holds it.
+    A lock left by a killed process (its pid is gone) is taken over, so SIGKILL never blocks a run."""
+    lock = record.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                host, pid = lock.read_text().split()
+            except (OSError, ValueError):
+                host, pid = "", "0"
+            if host == socket.gethostname() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            yield False
+            return
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        try:
+            yield True
+        finally:
+            lock.unlink(missing_ok=True)
+        return
+    yield False
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _ray_task(params: dict, notebook_text: str) -> dict:
     """Body of a Ray task: run in a temporary folder and send back the record and the executed notebook
     (so the cluster needs no shared file system)."""
@@ -271,7 +318,15 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
     try:
         if backend == "local":
             for params in todo:
-                outcome = execute_run(params, output_dir, notebook=notebook)
+                rid = run_id(scientific(check_parameters(params)))
+                rec = record_path(output_dir, sweep.dataset, rid)
+                with run_lock(rec) as mine:
+                    if not mine:  # another sweep on this folder is running it now
+                        outcome = RunOutcome(rid, "skipped", rec, message="running in another process")
+                    elif _done(rec, retry_failed):  # finished by another sweep meanwhile
+                        outcome = RunOutcome(rid, "skipped", rec, message="recorded meanwhile")
+                    else:
+                        outcome = execute_run(params, output_dir, notebook=notebook)
                 summary.outcomes.append(outcome)
                 _log(bar, outcome)
                 bar.update(1)
@@ -339,7 +394,7 @@ def _ignore_scratch(output_dir: Path) -> None:
     if not gitignore.exists():
         output_dir.mkdir(parents=True, exist_ok=True)
         gitignore.write_text("# written by kr sweep: checkpoints and partial files are never committed\n"
-                             ".checkpoints/\n*.partial\n*.partial.ipynb\n.*.partial\n*.json.staged\n")
+                             ".checkpoints/\n*.partial\n*.partial.ipynb\n.*.partial\n*.json.staged\n*.lock\n")
 
 
 #: The preset whose records a dataset's book page shows, and how to make them.
