@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 __all__ = ["synchronize", "compare", "time_call", "median", "ratio", "peak_memory", "make_record", "write_record",
-           "load_results", "other_results", "is_record", "flat_scalars", "rows_frame", "runs_table", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
+           "load_results", "results_dir", "other_results", "is_record", "flat_scalars", "rows_frame", "runs_table", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
 
 #: Keys every benchmark record has (``load_results`` checks them).
 RECORD_KEYS = ("benchmark", "device", "quick", "command", "date", "machine", "note", "rows")
@@ -218,6 +218,21 @@ def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def results_dir(folder: str | os.PathLike | None = None) -> Path:
+    """The benchmark records folder: ``folder`` when given, else the first that exists of
+    ``benchmarks/results`` under the working directory, under its parent (a notebook in ``notebooks/``),
+    and in the checkout ``kr_lib`` was imported from. FileNotFoundError lists where it looked."""
+    if folder is not None:
+        return Path(folder)
+    candidates = [Path.cwd() / "benchmarks/results", Path.cwd().parent / "benchmarks/results",
+                  Path(__file__).resolve().parent.parent / "benchmarks/results"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("no benchmarks/results folder in " + ", ".join(str(c) for c in candidates)
+                            + " (run python benchmarks/run_all.py, or pass the folder)")
 
 
 def _read_json(folder: str | os.PathLike) -> dict[str, Any]:
