@@ -372,3 +372,15 @@ def test_run_lock_is_exclusive_and_a_dead_holder_is_taken_over(tmp_path):
     record.with_suffix(".lock").write_text(f"{socket.gethostname()} {dead.stdout.strip()}")  # a SIGKILLed sweep's
     with run_lock(record) as taken:
         assert taken
+
+
+def test_records_fingerprint_changes_with_the_records(tmp_path):
+    from kr_lib.runs.records import records_fingerprint
+
+    folder = tmp_path / "fashion_mnist"
+    empty = records_fingerprint(folder)
+    write_record(synthetic_record(0.8), tmp_path)
+    one = records_fingerprint(folder)
+    assert one != empty and records_fingerprint(folder) == one
+    write_record(synthetic_record(0.7, seed=1), tmp_path)
+    assert records_fingerprint(folder) != one

@@ -270,3 +270,15 @@ def provenance_summary(records: Iterable[Mapping]) -> dict:
         "last": created[-1] if created else None,
         "commits": sorted({str(r.get("git_commit"))[:12] for r in records}),
     }
+
+
+def records_fingerprint(folder: str | os.PathLike) -> str:
+    """SHA-256 (12 hex digits) over the names and contents of the ``*.json`` files in ``folder``: changes
+    whenever a record is added, removed or rewritten (for caches of pages drawn from records)."""
+    digest = hashlib.sha256()
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in sorted(folder.glob("*.json")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
