@@ -7,6 +7,7 @@ Sample complexity (notebooks/sample_complexity.ipynb, theory.md section 3):
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -23,9 +24,21 @@ def _label(metric: str) -> str:
 
 
 def _annotate_K(ax, frame: pd.DataFrame, x: str, y: str) -> None:
-    for _, row in frame.iterrows():
-        if np.isfinite(row[x]) and np.isfinite(row[y]):
-            ax.annotate(f"K={int(row.K)}", (row[x], row[y]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    """Label each point with its K; points at the same place share one label (K=2,4,8)."""
+    finite = frame[np.isfinite(frame[x]) & np.isfinite(frame[y])]
+    for (xv, yv), group in finite.groupby([finite[x].round(12), finite[y].round(12)]):
+        label = "K=" + ",".join(str(int(k)) for k in sorted(group.K.unique()))
+        ax.annotate(label, (xv, yv), textcoords="offset points", xytext=(4, 4), fontsize=8)
+
+
+def _log_axes(ax, x: bool = True, y: bool = True) -> None:
+    """Log scale with plain numbers at 1, 2, 5 x 10^k."""
+    for use, axis, setter in ((x, ax.xaxis, ax.set_xscale), (y, ax.yaxis, ax.set_yscale)):
+        if use:
+            setter("log")
+            axis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            axis.set_minor_formatter(mticker.NullFormatter())
 
 
 def plot_error_vs_n(results: pd.DataFrame, metric: str = "estimation_error", *, min_n_over_df: float = 4.0,
@@ -48,7 +61,8 @@ def plot_error_vs_n(results: pd.DataFrame, metric: str = "estimation_error", *, 
             if np.isfinite(c):
                 n = np.geomspace(curve.n.min(), curve.n.max(), 50)
                 ax.plot(n, c * curve.sigma.iloc[0] * np.sqrt(curve.df.iloc[0] / n), ls="--", lw=1, color=palette[K])
-        ax.set(xscale="log", yscale="log", xlabel="n", title=f"{student} students")
+        _log_axes(ax)
+        ax.set(xlabel="n", title=f"{student} students")
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel(_label(metric))
     fig.suptitle(title or f"Synthetic teacher-student data: error against n; dashed: {c:.2f} "
@@ -73,7 +87,8 @@ def plot_error_vs_counts(results: pd.DataFrame, metric: str = "estimation_error"
     for ax, x, xlabel in zip(axes, ["df", "naive"], ["degrees of freedom df", "naive parameter count"]):
         sns.scatterplot(data=at, x=x, y="mean", hue="student", style="student", s=60, ax=ax)
         _annotate_K(ax, at, x, "mean")
-        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=_label(metric))
+        _log_axes(ax)
+        ax.set(xlabel=xlabel, ylabel=_label(metric))
     fig.suptitle(title or f"Synthetic data: error at n = {n} against df and against the naive count")
     fig.tight_layout()
     return fig
@@ -87,9 +102,11 @@ def plot_n_to_reach(table: pd.DataFrame, target: float, *, title: str | None = N
         raise ValueError(f"no student reaches the target {target} within the n grid; raise the target or n")
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, x, xlabel in zip(axes, ["df", "naive"], ["degrees of freedom df", "naive parameter count"]):
-        sns.lineplot(data=needed, x=x, y="n_needed", hue="student", style="student", markers=True, ax=ax)
+        sns.lineplot(data=needed, x=x, y="n_needed", hue="student", style="student", markers=True, estimator=None,
+                     sort=True, ax=ax)
         _annotate_K(ax, needed, x, "n_needed")
-        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=f"n to reach {target:.3g}")
+        _log_axes(ax)
+        ax.set(xlabel=xlabel, ylabel=f"n to reach {target:.3g}")
     ratio = float(np.exp(np.mean(np.log(needed.n_needed / needed.df))))
     df_line = np.geomspace(needed.df.min(), needed.df.max(), 20)
     axes[0].plot(df_line, ratio * df_line, ls=":", color="gray", label=f"n = {ratio:.1f} df")

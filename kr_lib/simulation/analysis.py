@@ -78,3 +78,9 @@ def n_to_reach(results: pd.DataFrame, target: float, metric: str = "estimation_e
             needed, how = float(np.exp(x0 + (np.log(target) - e0) * (x1 - x0) / (e1 - e0))), "interpolated"
         rows.append(dict(zip(CURVE, key), n_needed=needed, reached=how))
     return pd.DataFrame(rows)
+
+
+def reachable_target(results: pd.DataFrame, metric: str = "estimation_error") -> float:
+    """The smallest error every (student, K) mean curve reaches within the n grid: the largest, over
+    curves, of each curve's lowest mean. A natural default target for ``n_to_reach``."""
+    return float(summarize(results, metric).groupby(["student", "K"])["mean"].min().max())

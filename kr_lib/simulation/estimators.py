@@ -136,15 +136,16 @@ def cp_als(gram: Tensor, moment: Tensor, dims: tuple[int, ...], rank: int, *, it
 
 def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Tensor],
                  train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], *, lr: float = 3e-3,
-                 batch_size: int | None = 64, max_epochs: int = 200, patience: int = 10,
+                 batch_size: int | None = 64, max_epochs: int = 200, patience: int = 10, min_steps: int = 500,
                  generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
     """Adam on the mean squared error, each repetition its own problem, with early stopping.
 
     The loss is the sum over repetitions of each one's minibatch MSE, so (Adam being elementwise) the
     repetitions do not interact; they share the minibatch positions (drawn from ``generator``), not the
     data. After every epoch the validation MSE is taken; each repetition keeps the weights of its best
-    validation loss, and training stops when no repetition has improved for ``patience`` epochs, or
-    after ``max_epochs``.
+    validation loss, and training stops when no repetition has improved for ``patience`` epochs (but not
+    before ``min_steps`` optimizer steps: small initial weights start on a plateau, which at small n lasts
+    more than ``patience`` short epochs), or after ``max_epochs``.
 
     Args:
         predict: (params, inputs) -> predictions (b, n), batched over repetitions (e.g. ``network_output`` of stacked weights).
@@ -163,6 +164,7 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
     best_loss = torch.full((y_tr.shape[0],), float("inf"), device=y_tr.device)
     stale = torch.zeros_like(best_loss)
     best_epoch = torch.zeros(y_tr.shape[0], dtype=torch.long, device=y_tr.device)
+    steps = 0
     for epoch in range(1, max_epochs + 1):
         order = torch.randperm(n_tr, generator=generator, device="cpu").to(y_tr.device)
         for start in range(0, n_tr, batch_size):
@@ -170,6 +172,7 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
             opt.zero_grad(set_to_none=True)
             ((predict(params, X_tr[:, idx]) - y_tr[:, idx]) ** 2).mean(1).sum().backward()
             opt.step()
+            steps += 1
         with torch.no_grad():
             val_loss = ((predict(params, X_val) - y_val) ** 2).mean(1)
             better = val_loss < best_loss
@@ -179,7 +182,7 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
             for k, v in params.items():
                 mask = better.reshape(-1, *([1] * (v.dim() - 1)))
                 best[k] = torch.where(mask, v.detach(), best[k])
-        if bool((stale >= patience).all()):
+        if steps >= min_steps and bool((stale >= patience).all()):
             break
     for p in leaves:
         p.requires_grad_(False)

@@ -82,6 +82,7 @@ class SimulationConfig:
     batch_size: int | None = 64
     max_epochs: int = 200
     patience: int = 10
+    min_steps: int = 500
     als_iters: int = 30
     device: str | None = "auto"
     seed: int = 0
@@ -116,7 +117,7 @@ class SimulationConfig:
             for K in self.K_grid:
                 check_ranks(self.geometry, self.family, K, self.R_in, self.R)
         set_("n_grid", tuple(sorted({_positive_int(n, "each n of n_grid") for n in self.n_grid})))
-        for name in ("reps", "n_test", "max_epochs", "patience", "als_iters"):
+        for name in ("reps", "n_test", "max_epochs", "patience", "min_steps", "als_iters"):
             _positive_int(getattr(self, name), name)
         if not (isinstance(self.sigma, (int, float)) and self.sigma >= 0):
             raise ValueError(f"sigma must be a number >= 0, got {self.sigma!r}")
@@ -283,7 +284,8 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
             train = (inputs[:, : n - n_val], y[:, : n - n_val])
             val = (inputs[:, n - n_val: n], y[:, n - n_val: n])
             params, epochs = fit_gradient(predict, params, train, val, lr=cfg.lr, batch_size=cfg.batch_size,
-                                          max_epochs=cfg.max_epochs, patience=cfg.patience, generator=shuffle)
+                                          max_epochs=cfg.max_epochs, patience=cfg.patience,
+                                          min_steps=cfg.min_steps, generator=shuffle)
             with torch.no_grad():
                 excess = ((predict(params, inputs_test) - y_test) ** 2).mean(1)
                 W_hat = summarized_tensor(family, params, g).reshape(b, -1)
