@@ -179,3 +179,12 @@ def test_analysis_on_an_exact_power_law():
     assert table.loc["compressed", "n_needed"] == pytest.approx(800)
     assert table.loc["dense", "n_needed"] == pytest.approx(3200)
     assert n_to_reach(results, 1e-6).reached.eq("not reached").all()
+
+
+def test_cp_teacher_on_video_inputs_runs_end_to_end():
+    config = SimulationConfig(spatial=(4, 8, 8), in_channels=2, kernel_size=2, stride=2, pool=(1, 2, 2), family="cp",
+                              R_in=None, R=2, K_grid=(2, 4), n_grid=(150,), reps=2, n_test=100, device="cpu")
+    results = run_sample_complexity(config, progress=False)
+    assert set(results.family) == {"cp", "dense"} and len(results) == 2 * 2 * 2
+    compressed = results[results.student == "compressed"]
+    assert compressed.df.nunique() == 1 and np.isfinite(results.estimation_error).all()

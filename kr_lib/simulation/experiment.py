@@ -52,12 +52,15 @@ class SimulationConfig:
     Geometry: ``spatial`` (d, 2 or 3 modes), ``in_channels`` (P), ``kernel_size`` (l), ``stride`` (s),
     ``pool`` (q). The default stride equals the kernel size (non-overlapping patches): the design tensor's
     entries are then independent, Cov Z = I / prod(q), and W is identifiable, as the theory assumes; with
-    the identity activation a geometry that leaves W unidentifiable is refused. Teacher: ``family`` ("tucker" or "cp"), ranks ``R_in`` (Tucker only) and ``R``,
-    ``teacher_K`` output channels (default R), ``activation`` ("identity" or "relu"), noise ``sigma``;
-    its signal f*(X) is scaled to unit variance. Students: ``students``, ``K_grid``. Sampling: ``n_grid``,
+    the identity activation a geometry that leaves W unidentifiable is refused.
+
+    Teacher: ``family`` ("tucker" or "cp"), ranks ``R_in`` (Tucker only) and ``R``, ``teacher_K`` output
+    channels (default R), ``activation`` ("identity" or "relu"), noise ``sigma``; its signal f*(X) is
+    scaled to unit variance. Students: ``students``, ``K_grid``. Sampling: ``n_grid``,
     ``reps``, ``n_test``. Estimator: ``"als"`` (rank-constrained least squares, identity only),
     ``"gradient"`` (Adam with early stopping on a ``validation`` split: a fraction in (0, 1) or a count)
-    or ``"auto"`` (als for identity, gradient for relu).
+    or ``"auto"`` (als for identity, gradient for relu); gradient training: ``lr``, ``batch_size``,
+    ``max_epochs``, ``patience``, ``min_steps``; ALS: ``als_iters``. ``device``: as ``resolve_device``.
     """
 
     spatial: tuple[int, ...] = (24, 24)
