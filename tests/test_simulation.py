@@ -16,6 +16,15 @@ from kr_lib.simulation import (
     summarized_tensor, summarize, tucker_als,
 )
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small matrices: one thread is fastest, and spares a shared machine's other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 GEOMETRIES = [CNNGeometry((10, 10), 4, 3, 1, 2, out_features=2),
               CNNGeometry((6, 9, 8), 4, (2, 3, 3), (1, 2, 1), (2, 1, 3))]
 SMALL = CNNGeometry((8, 8), 3, 2, 2, 2)  # non-overlapping 2x2 patches, pooled 2x2: W has modes (3, 2, 2, 4)
