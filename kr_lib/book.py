@@ -40,14 +40,15 @@ def executed_pages(root: Path = REPO_ROOT, preset: str = "default") -> dict[str,
     pages = {}
     for page, how in spec.items():
         how = how or {}
-        unknown = set(how) - {"source", "parameters", "tiny"}
+        unknown = set(how) - {"source", "parameters", "tiny", "inputs"}
         if unknown:
             raise ValueError(f"{PAGES_FILE}: page {page!r} has unknown key(s) {sorted(unknown)}; "
-                             "use source, parameters, tiny")
+                             "use source, parameters, tiny, inputs")
         params = dict(how.get("parameters") or {})
         if preset == "tiny":
             params.update(how.get("tiny") or {})
-        pages[page + ".ipynb"] = {"source": how.get("source", page + ".ipynb"), "parameters": params}
+        pages[page + ".ipynb"] = {"source": how.get("source", page + ".ipynb"), "parameters": params,
+                                  "inputs": list(how.get("inputs") or [])}
     return pages
 
 
@@ -59,10 +60,17 @@ def _sync_file(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-def _page_stamp(source: Path, parameters: dict[str, Any], library_hash: str) -> str:
+def _page_stamp(source: Path, parameters: dict[str, Any], library_hash: str, inputs: list[Path] = ()) -> str:
+    """What a page's output depends on: its notebook, its parameters, the library, and its input files
+    (for example the result records a summary page draws)."""
     digest = hashlib.sha256(source.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True).encode())
     digest.update(library_hash.encode())
+    for folder in inputs:
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else [folder]:
+            if f.exists() and not any(part.startswith(".") for part in f.relative_to(folder.parent).parts):
+                digest.update(str(f.relative_to(folder.parent)).encode())
+                digest.update(f.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -123,7 +131,7 @@ def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force
         if not source.exists():
             raise FileNotFoundError(f"{PAGES_FILE}: the notebook {how['source']} of page {page} does not exist")
         check_parameters(source, how["parameters"])
-        stamp = _page_stamp(source, how["parameters"], library_hash)
+        stamp = _page_stamp(source, how["parameters"], library_hash, [root / p for p in how["inputs"]])
         target = src / page
         if not force and _staged_stamp(target) == stamp:
             continue

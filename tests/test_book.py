@@ -85,7 +85,7 @@ def test_page_in_chromium(page, html_dir, server, browser):
 
     # Math: every math element that Sphinx emitted is typeset by MathJax.
     if tab.locator(".math").count():
-        tab.wait_for_selector("mjx-container", timeout=20_000)
+        tab.wait_for_selector("mjx-container", state="attached", timeout=20_000)
         assert tab.locator("mjx-container").count() >= tab.locator(".math").count() // 2
         assert not tab.locator("mjx-merror").count(), "MathJax reported a TeX error"
 
