@@ -105,7 +105,6 @@ def linear_als_results():
     return config, run_sample_complexity(config, progress=False)
 
 
-@pytest.mark.slow
 def test_results_are_a_tidy_frame(linear_als_results):
     config, results = linear_als_results
     for column in ("student", "K", "R", "n", "rep", "activation", "estimator", "df", "naive",
@@ -118,7 +117,6 @@ def test_results_are_a_tidy_frame(linear_als_results):
     assert compressed.groupby("K").naive.first().is_monotonic_increasing  # the naive count grows with K
 
 
-@pytest.mark.slow
 def test_linear_ordering_follows_df_not_the_naive_count(linear_als_results):
     """At fixed R the compressed students' errors do not depend on K; the dense students' grow with K;
     the log-log slope is near -1/2 where n >> df."""
@@ -134,7 +132,6 @@ def test_linear_ordering_follows_df_not_the_naive_count(linear_als_results):
     assert len(slopes) == 8 and slopes.slope.between(-0.7, -0.4).all(), slopes
 
 
-@pytest.mark.slow
 def test_gradient_students_coincide_in_K_and_match_least_squares():
     """Gradient training of students with K = R and K = 4R (different parametrizations of the same set of W)
     at n >> df: their errors agree with each other and with the rank-constrained least-squares estimator."""
