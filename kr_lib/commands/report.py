@@ -9,13 +9,11 @@ import argparse
 import difflib
 import importlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from kr_lib.atomic import atomic_open
 from kr_lib.device import resolve_device
 from kr_lib.redundancy import default_input_shape, kr_report, kr_summary
 
@@ -79,20 +77,6 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def _write_atomic(path: str, write) -> None:
-    """Write via a temporary file in the same folder, then os.replace (no half-written file on failure)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(torchvision_names()))
@@ -119,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"FLOPs (2 per multiply-accumulate): {summary['total_flops']:,} total, {summary['block_flops']:,} in blocks")
 
     if args.csv:
-        _write_atomic(args.csv, lambda fh: report.to_csv(fh, index=False))
+        with atomic_open(args.csv, "w", encoding="utf-8", newline="") as fh:
+            report.to_csv(fh, index=False)
         print(f"wrote {args.csv}")
     if args.json:
         payload = {"model": args.model, "input_shape": [args.batch, *shape], "device": str(device),
                    "summary": summary, "blocks": json.loads(report.to_json(orient="records"))}
-        _write_atomic(args.json, lambda fh: json.dump(payload, fh, indent=1))
+        with atomic_open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(payload, fh, indent=1)
         print(f"wrote {args.json}")
     return 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from dataclasses import dataclass
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
+
+from ..atomic import write_json_atomic
 
 SCHEMA = 1
 STATUSES = ("completed", "diverged", "failed")
@@ -82,38 +83,6 @@ def run_id(scientific: Mapping[str, Any]) -> str:
 def record_path(output_dir: str | os.PathLike, dataset: str, rid: str) -> Path:
     """``<output_dir>/<dataset>/<run_id>.json``."""
     return Path(output_dir) / dataset / f"{rid}.json"
-
-
-def _json_safe(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Fraction):
-        return str(obj)
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _json_safe(obj.item())
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def write_json_atomic(obj, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over ``path``. A process killed at any moment leaves either the old file or the
-    new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(tmp, "w") as fh:
-        json.dump(_json_safe(obj), fh, indent=1, sort_keys=False, allow_nan=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
 
 
 def validate_record(record: Mapping) -> None:

@@ -34,7 +34,6 @@ import contextlib
 import itertools
 import os
 import socket
-import shutil
 import tempfile
 import time
 import traceback
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..atomic import write_text_atomic
 from .ablation import DEFAULTS, check_parameters, failed_record, scientific
 from .records import REPO_ROOT, commit_staged, read_record, record_path, run_id, staged_path, write_record
 
@@ -363,7 +363,7 @@ def _run_ray(todo: list[dict], output_dir: Path, dataset: str, address: str | No
                 record = out["record"]
                 path = write_record(record, output_dir)
                 if out["notebook"] is not None:
-                    _write_text_atomic(out["notebook"], path.with_name(out["notebook_name"]))
+                    write_text_atomic(out["notebook"], path.with_name(out["notebook_name"]))
                 yield RunOutcome(rid, record["status"], path, out["wall_time_s"], record.get("message", ""))
             except Exception as err:  # the task itself died (worker lost, ...): recorded as failed
                 message = _error_message(err)
@@ -373,12 +373,6 @@ def _run_ray(todo: list[dict], output_dir: Path, dataset: str, address: str | No
     finally:
         if started_here:
             ray.shutdown()
-
-
-def _write_text_atomic(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _relative(path: Path) -> str:
