@@ -31,6 +31,10 @@ _LAZY = {
     "kr_ratio": "redundancy",
     "kr_report": "redundancy",
     "resolve_device": "device",
+    "SimulationConfig": "simulation",
+    "run_sample_complexity": "simulation",
+    "build_model": "models",
+    "get_dataset": "data",
 }
 
 __all__ = ["__version__", "source_hash", "stamp", *_LAZY]
