@@ -272,7 +272,7 @@ def train(
     if ckpt_path is not None:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
 
     cuda_ctx = contextlib.nullcontext()
     if device.type == "cuda":

@@ -188,7 +188,7 @@ class UCF101Clips(torch.utils.data.Dataset):
 
     def prepare(self, progress: bool = True) -> "UCF101Clips":
         """Decode every video not yet cached (with a tqdm bar); returns ``self``."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
 
         todo = [v for v in range(len(self.videos)) if not self.cache_file(v).is_file()]
         for v in tqdm(todo, desc=f"decoding UCF101 {self.split}", disable=not progress or not todo):

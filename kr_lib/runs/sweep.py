@@ -290,7 +290,7 @@ def run_sweep(path: str | os.PathLike, preset: str | None = None, output_dir: st
     runs are executed in this call (the rest wait for the next). ``device``/``threads``/``data_dir``/``download``
     are passed to every run (they are not part of a run's identity).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
 
     if backend not in ("local", "ray"):
         raise ValueError(f"backend must be 'local' or 'ray', got {backend!r}")

@@ -227,7 +227,7 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
     df is the dimension of the student's set of summarized tensors (``degrees_of_freedom``; for ReLU
     students it is the count of their linear counterparts), naive its parameter count.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
 
     cfg, g = config, config.geometry
     device = resolve_device(cfg.device)
