@@ -6,6 +6,7 @@ the names the notebook accepts, raised before any cell runs.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +34,23 @@ def check_parameters(notebook: str | os.PathLike, parameters: Mapping[str, Any])
         )
 
 
+@contextmanager
+def _kernel_environment(**variables: str):
+    """Set environment variables for a kernel started inside the block (it inherits the environment),
+    and restore them after. Progress bars are off there: a bar redrawn into a saved notebook becomes
+    one output per redraw."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def execute_notebook(
     source: str | os.PathLike,
     output: str | os.PathLike,
@@ -55,10 +73,11 @@ def execute_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.stem + ".partial.ipynb")
     try:
-        papermill.execute_notebook(
-            str(source), str(partial), parameters=parameters, kernel_name=KERNEL_NAME,
-            cwd=str(cwd) if cwd else None, execution_timeout=cell_timeout, progress_bar=progress,
-        )
+        with _kernel_environment(TQDM_DISABLE="1"):
+            papermill.execute_notebook(
+                str(source), str(partial), parameters=parameters, kernel_name=KERNEL_NAME,
+                cwd=str(cwd) if cwd else None, execution_timeout=cell_timeout, progress_bar=progress,
+            )
     except BaseException:
         if partial.exists():
             os.replace(partial, output.with_name(output.stem + ".failed.ipynb"))
