@@ -23,7 +23,6 @@ import gc
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from .atomic import write_json_atomic
 
 __all__ = ["synchronize", "compare", "time_call", "median", "ratio", "peak_memory", "make_record", "write_record",
            "load_results", "results_dir", "other_results", "is_record", "flat_scalars", "rows_frame", "runs_table", "RECORD_KEYS", "SHARED_MACHINE_NOTE", "CLOCKS"]
@@ -189,35 +190,12 @@ def make_record(benchmark: str, device: str | torch.device, rows: list[dict], *,
     }
 
 
-def _jsonable(value):
-    if isinstance(value, float) and value != value:
-        return None  # NaN -> null: strict JSON
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _jsonable(value.item())
-    return value
-
-
 def write_record(record: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``record`` as indented JSON, atomically (a temporary file, then ``os.replace``)."""
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
         raise ValueError(f"not a benchmark record: missing {missing} (make one with make_record)")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(_jsonable(dict(record)), fh, indent=1, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_json_atomic(dict(record), path)
 
 
 def results_dir(folder: str | os.PathLike | None = None) -> Path:

@@ -19,13 +19,7 @@ SMALL = DatasetInfo("synthetic_small", 10, (1, 12, 12), (0.5,), (0.25,))
 SMALL_VIDEO = DatasetInfo("synthetic_small_video", 7, (1, 4, 12, 12), (0.5,), (0.25,))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is fastest, and immune to a busy shared CPU (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def blocks_of(model):

@@ -13,13 +13,7 @@ from kr_lib.train import CHECKPOINT_NAME, TrainResult, evaluate, train
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is fastest, and immune to a busy shared CPU (restored after)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
