@@ -241,9 +241,15 @@ def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_m
             ]
         elif method == "cp":
             (R,) = ranks
-            weights, factors = parafac(W, rank=R, init="svd", svd=svd, n_iter_max=n_iter_max,
-                                       random_state=random_state, normalize_factors=False, **extra)
-            U_K, U_P, spatial = factors[0] * weights, factors[1], factors[2:]
+            if all(n == 1 for n in l):
+                # A pointwise conv is a K x P matrix, whose best rank-R CP is its truncated SVD
+                # (Eckart-Young): exact, and far cheaper than ALS (36 of ResNet-50's 53 convs are 1x1).
+                U, S, Vh = torch.linalg.svd(W.reshape(K, P), full_matrices=False)
+                U_K, U_P, spatial = U[:, :R] * S[:R], Vh[:R].T, [W.new_ones(1, R)] * N
+            else:
+                weights, factors = parafac(W, rank=R, init="svd", svd=svd, n_iter_max=n_iter_max,
+                                           random_state=random_state, normalize_factors=False, **extra)
+                U_K, U_P, spatial = factors[0] * weights, factors[1], factors[2:]
             A_hat = tl.cp_to_tensor((None, [U_K, U_P, *spatial]))
             layers = [_new_conv(N, P, R, one, one, 0, 1, U_P.T)]
             for j, U_j in enumerate(spatial):

@@ -143,3 +143,26 @@ def test_rank_sweep_records_and_skips():
     assert t2[1]["parameters"] == 4 * 2 + 2 * 2 * 9 + 2 * 6 + 6     # P R_in + R_in R l^2 + R K + bias
     assert all(r["original_parameters"] == 6 * 4 * 9 + 6 for r in rows)
     assert rows[2]["n_layers"] == 4 and rows[0]["n_layers"] == 3
+
+
+@pytest.mark.parametrize("N", [2, 3])
+def test_cp_of_a_pointwise_conv_is_the_optimal_truncated_svd(N):
+    """A 1x1 conv is a K x P matrix: its rank-R CP error equals the Eckart-Young bound
+    sqrt(sum of the discarded squared singular values) / ||A||, and ALS cannot do better."""
+    import tensorly as tl
+    from tensorly.decomposition import parafac
+
+    torch.manual_seed(0)
+    conv = (nn.Conv2d if N == 2 else nn.Conv3d)(24, 40, 1, bias=True).double()
+    R = 5
+    block = decompose_conv(conv, "cp", R)
+    S = torch.linalg.svdvals(conv.weight.detach().reshape(40, 24))
+    assert block.relative_error == pytest.approx((S[R:].square().sum().sqrt() / S.square().sum().sqrt()).item(), rel=1e-10)
+    x = torch.randn(2, 24, *([5] * N), dtype=torch.float64)
+    A_hat = reconstructed_conv(block).weight
+    expected = torch.nn.functional.conv2d if N == 2 else torch.nn.functional.conv3d
+    assert torch.allclose(block(x), expected(x, A_hat, conv.bias), atol=1e-10)
+    with tl.backend_context("pytorch"):
+        w, f = parafac(conv.weight.detach(), rank=R, init="random", n_iter_max=50, random_state=1)
+        als = (tl.norm(conv.weight.detach() - tl.cp_to_tensor((w, f))) / tl.norm(conv.weight.detach())).item()
+    assert block.relative_error <= als + 1e-9
