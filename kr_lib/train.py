@@ -272,7 +272,7 @@ def train(
     if ckpt_path is not None:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
 
-    from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
+    from .progress import progress_bar
 
     cuda_ctx = contextlib.nullcontext()
     if device.type == "cuda":
@@ -287,7 +287,7 @@ def train(
             loss_sum = torch.zeros((), device=device, dtype=_sum_dtype(device))
             correct = torch.zeros((), device=device, dtype=torch.long)
             seen = 0
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
+            bar = progress_bar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress,
                        leave=False, dynamic_ncols=True)
             try:
                 batches = _batches(train_split, batch_size, device, True, shuffle_gen, num_workers)
@@ -335,7 +335,7 @@ def train(
                               "shuffle_rng": shuffle_gen.get_state(), "augment_rng": augment_gen.get_state(),
                               "torch_rng": torch.get_rng_state(), "history": history, "config": config}, ckpt_path)
             if progress:
-                tqdm.write(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} "
+                bar.write(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} "
                            f"acc {record['train_accuracy']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(record)

@@ -63,3 +63,16 @@ def test_every_executed_page_is_in_the_toc():
     files = {ch["file"] for part in toc["parts"] for ch in part["chapters"]}
     for page in executed_pages(ROOT):
         assert page.removesuffix(".ipynb") in files, f"{page} is executed but not in _toc.yml"
+
+
+def test_progress_bars_are_off_in_executed_notebooks(monkeypatch, capsys):
+    """kr_lib's bars honour TQDM_DISABLE (set for executed notebooks) even though they pass `disable`."""
+    from kr_lib.progress import progress_bar
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    list(progress_bar(range(3), desc="hidden", enabled=True))
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    list(progress_bar(range(3), desc="shown", enabled=True))
+    list(progress_bar(range(3), desc="off by caller", enabled=False))
+    err = capsys.readouterr().err
+    assert "shown" in err and "hidden" not in err and "off by caller" not in err

@@ -188,10 +188,10 @@ class UCF101Clips(torch.utils.data.Dataset):
 
     def prepare(self, progress: bool = True) -> "UCF101Clips":
         """Decode every video not yet cached (with a tqdm bar); returns ``self``."""
-        from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
+        from ..progress import progress_bar
 
         todo = [v for v in range(len(self.videos)) if not self.cache_file(v).is_file()]
-        for v in tqdm(todo, desc=f"decoding UCF101 {self.split}", disable=not progress or not todo):
+        for v in progress_bar(todo, desc=f"decoding UCF101 {self.split}", enabled=progress and bool(todo)):
             self.clips(v)
         return self
 

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..device import resolve_device
 
@@ -58,7 +58,7 @@ def fit_linear_cnn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     losses = []
-    for _ in tqdm(range(epochs), desc="epochs", disable=not progress):
+    for _ in progress_bar(range(epochs), desc="epochs", enabled=progress):
         total = torch.zeros((), device=device)
         for idx in torch.randperm(len(x), generator=generator).to(device).split(batch_size):
             loss = F.cross_entropy(model(x[idx]), y[idx])

@@ -227,7 +227,7 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
     df is the dimension of the student's set of summarized tensors (``degrees_of_freedom``; for ReLU
     students it is the count of their linear counterparts), naive its parameter count.
     """
-    from tqdm import tqdm  # text bars: the same in a terminal, a notebook and the static book
+    from ..progress import progress_bar
 
     cfg, g = config, config.geometry
     device = resolve_device(cfg.device)
@@ -251,7 +251,7 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
     jobs = [(s, K, n) for s in cfg.students for K in cfg.K_grid for n in cfg.n_grid]
     rows, cache, grams = [], {}, {}
     jobs.sort(key=lambda job: job[2])  # increasing n: the Gram matrices accumulate
-    for student, K, n in tqdm(jobs, desc="sample complexity", disable=not progress):
+    for student, K, n in progress_bar(jobs, desc="sample complexity", enabled=progress):
         spec = cfg.student_spec(student, K)
         family = spec["family"]
         t0 = time.perf_counter()
