@@ -16,6 +16,7 @@ _LAZY = {
     "TensorRegression": "formulation",
     "decompose_conv": "decompose",
     "reconstructed_conv": "decompose",
+    "fastest_layer": "fastpath",
     "make_block": "blocks",
     "DenseBlock": "blocks",
     "BottleneckBlock": "blocks",
