@@ -185,7 +185,10 @@ def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, 
     contiguous and channels-last (2D, 3D). Every candidate's output is first checked against the block's
     (``atol`` defaults to 1e-4 of the output's largest magnitude); a mismatch is a bug and raises.
     ``repeats`` rounds of ``kr_lib.perf.compare`` with ``clock`` ("wall", or "cpu" on the CPU).
-    Channels-last candidates are deep copies, so ``block`` itself is left as it was.
+    Channels-last candidates are deep copies, so ``block`` itself is left as it was. Each candidate is
+    timed on an input already in its layout, as in a network converted as a whole
+    (``model.to(memory_format=torch.channels_last)`` and its input likewise): ``FastPath.forward``
+    converts a differently laid out input, and that copy costs time the timing did not count.
     """
     layers = equivalent_layers(block)
     if backward:
@@ -204,7 +207,9 @@ def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, 
             if out.shape != reference.shape or not torch.allclose(out, reference, atol=tol, rtol=1e-3):
                 raise AssertionError(f"fast path candidate {name!r} differs from the block "
                                      f"(max |diff| {float((out - reference).abs().max()):.3g}); please report this")
-    times = perf.compare({name: (lambda c=c: _step(c, x, backward)) for name, c in candidates.items()},
+    # each candidate gets its input already in its layout, as in a network converted to it as a whole
+    inputs = {c.memory_format: x.contiguous(memory_format=c.memory_format) for c in candidates.values()}
+    times = perf.compare({name: (lambda c=c: _step(c, inputs[c.memory_format], backward)) for name, c in candidates.items()},
                          device=x.device, repeats=repeats, warmup=1, clock=clock)
     seconds = {name: perf.median(t) for name, t in times.items()}
     choice = min(seconds, key=seconds.get)
