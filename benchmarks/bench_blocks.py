@@ -189,7 +189,7 @@ def run_group(cfg: dict, fraction: float, device: torch.device, repeats: int, cl
         layers = dict(base)
         for name in kr_designs:  # the library's choice, by its own timing, before the group is timed
             layers[f"{name}, fast path"] = fastest_layer(base[name], x, backward=backward,
-                                                         repeats=max(2, repeats // 2), clock=clock)
+                                                         repeats=repeats, clock=clock)
         # a channels-last layer gets a channels-last input, as in a network converted as a whole
         inputs = {name: x.contiguous(memory_format=getattr(layer, "memory_format", torch.contiguous_format))
                   for name, layer in layers.items()}

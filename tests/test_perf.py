@@ -127,10 +127,44 @@ def test_committed_blocks_record_is_consistent():
     record = perf.load_results(RESULTS).get("blocks_cpu")
     if record is None:
         pytest.skip("no blocks_cpu.json committed")
-    for row in record["rows"]:
+    _check_blocks_rows(record["rows"])
+
+
+def _check_blocks_rows(rows):
+    libraries = {row["library"] for row in rows}
+    assert {"kr_lib", "kr_lib fast path", "per conv"} <= libraries
+    for row in rows:
+        if row["library"] == "per conv":  # one conv of a block, timed alone
+            assert row["relative_flop_rate"] == pytest.approx(row["flops"] / row["seconds"] / row["dense_flops_per_s"])
+            continue
         assert row["speedup"] == pytest.approx(row["dense_seconds"] / row["seconds"])
         assert row["efficiency"] == pytest.approx(row["speedup"] / row["flop_reduction"])
         assert row["flop_reduction"] == pytest.approx(row["dense_flops"] / row["flops"])
+        assert row["best_dense_seconds"] <= row["dense_seconds"]
+        assert row["efficiency_vs_best_dense"] <= row["efficiency"] * (1 + 1e-12)
+        if row["library"] == "kr_lib fast path":
+            assert row["choice"].split(",")[0] in {"block", "one depthwise conv", "reconstructed conv"}
+            if row["pass"] == "forward+backward":  # training keeps the decomposition's own parameters
+                assert row["choice"].startswith("block")
+
+
+def test_bench_blocks_group_on_a_tiny_configuration(one_thread):
+    pytest.importorskip("tltorch")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_blocks
+    finally:
+        sys.path.pop(0)
+    cfg = dict(config="2d 8ch 6x6", dim=2, channels=8, size=(6, 6), batch=1)
+    rows = bench_blocks.run_group(cfg, 0.25, torch.device("cpu"), repeats=1, clock="cpu")
+    _check_blocks_rows(rows)
+    per_conv = [r for r in rows if r["library"] == "per conv"]
+    # bottleneck 3 convs, separable 4, inverted residual 3
+    assert sorted(r["conv_kind"] for r in per_conv if r["layer"] == "kr separable") == \
+        ["1x1 2->8", "1x1 8->2", "depthwise 1x3 (2 ch)", "depthwise 3x1 (2 ch)"]
+    assert len(per_conv) == 10
+    summary = bench_blocks.summarize(rows)
+    assert summary["forward: kr blocks as built, rows with efficiency >= 0.5"].endswith("/3")
 
 
 def test_run_all_finds_every_benchmark_and_runs_the_book_last():
