@@ -25,7 +25,7 @@ from kr_lib.runs import (
 from kr_lib.runs.ablation import scientific
 from kr_lib.runs.cli_values import parse_assignments
 from kr_lib.runs.reproduce import compare_metrics
-from kr_lib.runs.sweep import BOOK_PRESETS, execute_run, fill_commands, load_sweep, run_sweep
+from kr_lib.runs.sweep import BOOK_PRESETS, book_progress, execute_run, fill_commands, load_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -227,6 +227,26 @@ def test_fill_commands_name_the_sweep_file():
     for dataset in BOOK_PRESETS:
         assert (ROOT / "sweeps" / f"{dataset}.yaml").is_file()
         assert fill_commands(dataset)[0].startswith(f"kr sweep sweeps/{dataset}.yaml --preset ")
+
+
+def test_book_progress_counts_the_book_preset_records(tmp_path):
+    from kr_lib.runs.records import write_record
+
+    sweep = load_sweep(ROOT / "sweeps" / "fashion_mnist.yaml", "book")
+    empty = book_progress("fashion_mnist", tmp_path)
+    assert empty["planned"] == len(sweep.runs) and empty["missing"] == len(sweep.runs) and empty["completed"] == 0
+    assert empty["command"] == "kr sweep sweeps/fashion_mnist.yaml --preset book"
+    first, second = sweep.runs[:2]
+    strip = lambda p: {k: v for k, v in p.items() if k != "mode"}
+    # a record carries the run's own parameters, so it lands at that run's id
+    from kr_lib.runs.ablation import check_parameters, failed_record
+
+    write_record(synthetic_record(0.9, **strip(first)), tmp_path)
+    write_record(failed_record(check_parameters(strip(second)), "stand-in failure"), tmp_path)
+    progress = book_progress("fashion_mnist", tmp_path)
+    assert (progress["completed"], progress["failed"], progress["missing"]) == (1, 1, len(sweep.runs) - 2)
+    with pytest.raises(ValueError, match="sweeps exist for"):
+        book_progress("mnist")
 
 
 # ----------------------------------------------------------------------------- commands, comparison, figures

@@ -398,6 +398,21 @@ _FILL_OPTIONS = {"cifar10": " --device cuda --download", "svhn": " --device cuda
                  "ucf101": " --device cuda --data-dir DATA_DIR"}
 
 
+def book_progress(dataset: str, output_dir: str | os.PathLike | None = None) -> dict:
+    """How far the book preset of ``sweeps/<dataset>.yaml`` has got in ``<output_dir>/<dataset>``
+    (default: the checkout's ``results/``): ``preset``, ``planned`` (runs in its grid), ``completed``,
+    ``failed`` (diverged or failed records), ``missing`` (no record yet), ``cost`` (the sweep file's
+    words) and ``command`` (the one that runs the missing ones; it skips the recorded)."""
+    if dataset not in BOOK_PRESETS:
+        raise ValueError(f"no sweep file for {dataset!r}; sweeps exist for {', '.join(BOOK_PRESETS)}")
+    sweep = load_sweep(REPO_ROOT / "sweeps" / f"{dataset}.yaml", BOOK_PRESETS[dataset])
+    output_dir = Path(output_dir) if output_dir is not None else REPO_ROOT / "results"
+    statuses = [_done(record_path(output_dir, dataset, run_id(scientific(p))), False) for p in sweep.runs]
+    return {"preset": sweep.preset, "planned": len(sweep.runs), "completed": statuses.count("completed"),
+            "failed": sum(s not in (None, "completed") for s in statuses), "missing": statuses.count(None),
+            "cost": " ".join(sweep.cost.split()), "command": fill_commands(dataset)[0]}
+
+
 def fill_commands(dataset: str) -> list[str]:
     """The exact commands that would fill ``results/<dataset>`` with the book preset's records."""
     if dataset not in BOOK_PRESETS:
