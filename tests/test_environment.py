@@ -7,7 +7,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 # conda-forge names that differ from PyPI's
-CONDA_TO_PYPI = {"pytorch-cpu": "torch", "pytorch": "torch"}
+CONDA_TO_PYPI = {"pytorch-cpu": "torch", "pytorch": "torch", "opt_einsum": "opt-einsum"}
 
 
 def _split(spec: str) -> tuple[str, str]:
