@@ -230,8 +230,10 @@ def decompose_conv(conv: nn.modules.conv._ConvNd, method: str, rank, *, n_iter_m
     # CP's ALS multiplies an unfolding by the Khatri-Rao product of the other factors (MTTKRP); TensorLy's
     # default builds that product, R / n_j times the kernel (2.7 GiB for a 512x512x3x3x3 Conv3d at R = 128).
     # Its "einsum" tenalg backend contracts it in one einsum, which torch orders with opt_einsum so that
-    # no intermediate exceeds the kernel by much (135 MiB there, and 7x faster). Tucker keeps "core".
-    tenalg = "einsum" if method == "cp" and torch.backends.opt_einsum.is_available() else "core"
+    # no intermediate exceeds the kernel by much (135 MiB there, and 7x faster). Below about 2^20 entries
+    # of that product the einsum's planning costs more than it saves (measured), and Tucker keeps "core".
+    khatri_rao_entries = ranks[0] * W.numel() // min(W.shape) if method == "cp" else 0
+    tenalg = "einsum" if khatri_rao_entries > 2**20 and torch.backends.opt_einsum.is_available() else "core"
     with torch.no_grad(), tl.backend_context("pytorch", local_threadsafe=True), \
             tl.tenalg.backend_context(tenalg, local_threadsafe=True), warnings.catch_warnings():
         # TensorLy's SVD init warns when a rank exceeds a mode's size and then fills in random columns: expected
