@@ -61,3 +61,15 @@ def setup(args: argparse.Namespace, name: str) -> tuple[torch.device, Path, str]
         pass
     command = shlex.join(["python", str(script), *sys.argv[1:]])
     return device, out, command
+
+
+def forward_with_hooks(model: torch.nn.Module, x: torch.Tensor, modules, hook) -> None:
+    """One ``torch.no_grad`` forward pass of ``model`` on ``x`` with ``hook`` registered as a forward
+    hook on each of ``modules`` (removed afterwards, also on error)."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()

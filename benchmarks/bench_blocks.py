@@ -48,7 +48,7 @@ import _common  # noqa: E402
 
 from kr_lib import perf  # noqa: E402
 from kr_lib.blocks import make_block  # noqa: E402
-from kr_lib.fastpath import FastPath, channels_last_format, fastest_layer  # noqa: E402
+from kr_lib.fastpath import FastPath, channels_last_format, fastest_layer, step  # noqa: E402
 
 _CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -104,14 +104,8 @@ def dense_channels_last(dense: nn.Module, dim: int) -> FastPath:
 def conv_inputs(layer: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, torch.Tensor]]:
     """Each ``nn.Conv`` the forward pass of ``layer`` runs on ``x``, with the input it gets."""
     seen: list[tuple[nn.Module, torch.Tensor]] = []
-    handles = [m.register_forward_hook(lambda conv, inputs, output: seen.append((conv, inputs[0])))
-               for m in layer.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
-    try:
-        with torch.no_grad():
-            layer(x)
-    finally:
-        for h in handles:
-            h.remove()
+    convs = [m for m in layer.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+    _common.forward_with_hooks(layer, x, convs, lambda conv, inputs, output: seen.append((conv, inputs[0])))
     return seen
 
 
@@ -150,18 +144,6 @@ def per_conv_rows(cfg: dict, fraction: float, R: int, layers: dict[str, nn.Modul
             "flops_per_s": flops / t, "dense_flops_per_s": dense_rate, "relative_flop_rate": flops / t / dense_rate,
         })
     return rows
-
-
-def step(layer: nn.Module, x: torch.Tensor, backward: bool):
-    if not backward:
-        with torch.no_grad():
-            return layer(x)
-
-    def fn():
-        for p in layer.parameters():
-            p.grad = None
-        layer(x).sum().backward()
-    return fn()
 
 
 def counted_flops(layer: nn.Module, x: torch.Tensor, backward: bool) -> int:

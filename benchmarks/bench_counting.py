@@ -106,14 +106,8 @@ def bias_additions(model, x) -> int:
         total += out.numel()
 
     layers = (torch.nn.Linear, torch.nn.modules.conv._ConvNd)
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, layers) and getattr(m, "bias", None) is not None]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    biased = [m for m in model.modules() if isinstance(m, layers) and getattr(m, "bias", None) is not None]
+    _common.forward_with_hooks(model, x, biased, hook)
     return total
 
 

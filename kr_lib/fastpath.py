@@ -23,15 +23,13 @@ reconstructed kernel is a different parametrization, with more free parameters t
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from . import perf
 from .decompose import reconstructed_conv
 
-__all__ = ["merged_depthwise", "equivalent_layers", "fastest_layer", "FastPath", "channels_last_format"]
+__all__ = ["merged_depthwise", "equivalent_layers", "fastest_layer", "FastPath", "channels_last_format", "step"]
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -70,6 +68,7 @@ def merged_depthwise(block: nn.Module) -> nn.Sequential:
     """
     layers: list[nn.Module] = []
     run: list[nn.modules.conv._ConvNd] = []
+    modes: list[int] = []
     merged_any = False
 
     def flush():
@@ -80,17 +79,17 @@ def merged_depthwise(block: nn.Module) -> nn.Sequential:
         else:
             layers.extend(run)
         run.clear()
+        modes.clear()
 
     for conv in _convs(block):
         mode = _is_per_mode_depthwise(conv)
-        joins = mode is not None and run and conv.in_channels == run[0].in_channels and \
-            mode not in [_is_per_mode_depthwise(c) for c in run]
-        if not joins:
+        if not (mode is not None and run and conv.in_channels == run[0].in_channels and mode not in modes):
             flush()
         if mode is None:
             layers.append(conv)
         else:
             run.append(conv)
+            modes.append(mode)
     flush()
     if not merged_any:
         raise ValueError("merged_depthwise: the block has no adjacent per-mode depthwise convs (a CP / separable "
@@ -158,22 +157,15 @@ class FastPath(nn.Module):
         return f"choice={self.choice!r}, backward={self.backward}"
 
 
-@dataclass
-class _Candidate:
-    layer: nn.Module
-    memory_format: torch.memory_format
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x.contiguous(memory_format=self.memory_format))
-
-
-def _step(candidate: _Candidate, x: torch.Tensor, backward: bool):
+def step(layer: nn.Module, x: torch.Tensor, backward: bool):
+    """One timed call: ``layer(x)`` under ``torch.no_grad``, or with ``backward`` the gradients of its
+    parameters of ``layer(x).sum()`` (the previous ones cleared)."""
     if not backward:
         with torch.no_grad():
-            return candidate(x)
-    for p in candidate.layer.parameters():
+            return layer(x)
+    for p in layer.parameters():
         p.grad = None
-    candidate(x).sum().backward()
+    layer(x).sum().backward()
 
 
 def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, repeats: int = 5,
@@ -193,12 +185,12 @@ def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, 
     layers = equivalent_layers(block)
     if backward:
         layers = {"block": layers["block"]}
-    contiguous = torch.contiguous_format
-    candidates = {name: _Candidate(layer, contiguous) for name, layer in layers.items()}
+    candidates = {name: FastPath(layer, name, torch.contiguous_format, {}, backward) for name, layer in layers.items()}
     fmt = channels_last_format(x.dim() - 2)
     if fmt is not None:
         for name, layer in layers.items():
-            candidates[f"{name}, channels last"] = _Candidate(copy.deepcopy(layer).to(memory_format=fmt), fmt)
+            candidates[f"{name}, channels last"] = FastPath(copy.deepcopy(layer).to(memory_format=fmt),
+                                                            f"{name}, channels last", fmt, {}, backward)
     with torch.no_grad():
         reference = candidates["block"](x)
         tol = atol if atol is not None else 1e-4 * float(reference.abs().max().clamp_min(1e-12))
@@ -209,8 +201,9 @@ def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, 
                                      f"(max |diff| {float((out - reference).abs().max()):.3g}); please report this")
     # each candidate gets its input already in its layout, as in a network converted to it as a whole
     inputs = {c.memory_format: x.contiguous(memory_format=c.memory_format) for c in candidates.values()}
-    times = perf.compare({name: (lambda c=c: _step(c, inputs[c.memory_format], backward)) for name, c in candidates.items()},
+    times = perf.compare({name: (lambda c=c: step(c, inputs[c.memory_format], backward)) for name, c in candidates.items()},
                          device=x.device, repeats=repeats, warmup=1, clock=clock)
     seconds = {name: perf.median(t) for name, t in times.items()}
-    choice = min(seconds, key=seconds.get)
-    return FastPath(candidates[choice].layer, choice, candidates[choice].memory_format, seconds, backward)
+    fastest = candidates[min(seconds, key=seconds.get)]
+    fastest.seconds = seconds
+    return fastest
