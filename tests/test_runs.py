@@ -23,6 +23,7 @@ from kr_lib.runs import (
     write_json_atomic, write_record,
 )
 from kr_lib.runs.ablation import scientific
+from kr_lib.runs.records import same_networks
 from kr_lib.runs.cli_values import parse_assignments
 from kr_lib.runs.reproduce import compare_metrics
 from kr_lib.runs.sweep import BOOK_PRESETS, book_progress, execute_run, fill_commands, load_sweep, run_sweep
@@ -91,6 +92,27 @@ def test_aggregate_is_mean_and_spread_over_seeds(tmp_path):
         assert math.isclose(row["accuracy_mean"], statistics.mean(values))
         assert math.isclose(row["accuracy_std"], statistics.stdev(values))
     assert dict(zip(summary["kr_fraction"], summary["failed"])) == {"1/4": 0, "4": 1}
+
+
+def test_same_networks_pairs_a_budget_run_with_the_fixed_r_run_it_equals():
+    fixed = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=0)
+    budget = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=None, param_budget=1200, seed=0)
+    budget["model"].update(param_budget=1200, budget_error=-0.17)  # the solver landed on R = 8
+    other_seed = synthetic_record(0.7, design="bottleneck", kr_ratio="1", R=None, param_budget=1200, seed=1)
+    wider = synthetic_record(0.9, design="bottleneck", kr_ratio="1", R=16, seed=0)
+    wider["model"].update(R=16, K=16)
+    for r, threads in ((fixed, 1), (budget, 2), (other_seed, 1), (wider, 1)):
+        r["timing"]["torch_threads"] = threads
+    pairs = same_networks([wider, budget, other_seed, fixed])
+    assert len(pairs) == 1
+    row = pairs.iloc[0]
+    assert row["run_ids"] == [budget["run_id"], fixed["run_id"]]  # budget before fixed_r
+    assert row["modes"] == ["budget", "fixed_r"] and row["torch_threads"] == [2, 1]
+    assert row["identical_accuracy"]
+    fixed["metrics"]["test_accuracy"] = 0.81
+    assert not same_networks([budget, fixed]).iloc[0]["identical_accuracy"]
+    fixed["parameters"]["lr"] = 0.5  # different training: not the same run
+    assert same_networks([budget, fixed]).empty
 
 
 # ----------------------------------------------------------------------------- parameters

@@ -220,6 +220,40 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def same_networks(records: Iterable[Mapping]) -> pd.DataFrame:
+    """Completed runs that trained the same network with the same training parameters and seed under
+    different names: a fixed-budget run whose solved widths equal a fixed-R run's (the budget solver can
+    land on the fixed-R network). One row per such group: run ids, design, K/R, R, seed, parameters and
+    each run's test accuracy and torch thread count, plus whether the accuracies are equal (on the CPU they
+    are when the thread counts are: the thread count sets the order of floating-point sums). Empty when no
+    two runs coincide."""
+    from .ablation import SCIENTIFIC  # records is imported by ablation
+
+    groups: dict[str, list[Mapping]] = {}
+    for r in records:
+        if r.get("status") != "completed" or not r.get("model"):
+            continue
+        model = {k: v for k, v in r["model"].items() if k not in ("param_budget", "budget_error")}
+        training = {k: r["parameters"].get(k) for k in SCIENTIFIC if k not in ("R", "param_budget")}
+        key = json.dumps(_canonical({"model": model, "training": training}), sort_keys=True)
+        groups.setdefault(key, []).append(r)
+    rows = []
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        group = sorted(group, key=lambda r: (str(r.get("mode")), r["run_id"]))
+        accuracies = [r["metrics"]["test_accuracy"] for r in group]
+        model = group[0]["model"]
+        rows.append({"run_ids": [r["run_id"] for r in group], "modes": [r.get("mode") for r in group],
+                     "design": model.get("design"), "kr_fraction": model.get("kr_fraction"), "R": model.get("R"),
+                     "K": model.get("K"), "seed": group[0]["parameters"].get("seed"),
+                     "parameters": model.get("parameters"), "devices": [r.get("device") for r in group],
+                     "torch_threads": [(r.get("timing") or {}).get("torch_threads") for r in group],
+                     "test_accuracies": accuracies, "identical_accuracy": len(set(accuracies)) == 1})
+    return pd.DataFrame(rows, columns=["run_ids", "modes", "design", "kr_fraction", "R", "K", "seed", "parameters",
+                                       "devices", "torch_threads", "test_accuracies", "identical_accuracy"])
+
+
 def provenance_summary(records: Iterable[Mapping]) -> dict:
     """Where and how a set of records was made, from the records themselves: sweep presets, devices and
     machines, the summed wall time (hours), the first and last record dates, the library commits."""
