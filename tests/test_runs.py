@@ -23,7 +23,7 @@ from kr_lib.runs import (
     write_json_atomic, write_record,
 )
 from kr_lib.runs.ablation import scientific
-from kr_lib.runs.records import same_networks
+from kr_lib.runs.records import provenance_summary, run_time_s, same_networks
 from kr_lib.runs.cli_values import parse_assignments
 from kr_lib.runs.reproduce import compare_metrics
 from kr_lib.runs.sweep import BOOK_PRESETS, book_progress, execute_run, fill_commands, load_sweep, run_sweep
@@ -92,6 +92,23 @@ def test_aggregate_is_mean_and_spread_over_seeds(tmp_path):
         assert math.isclose(row["accuracy_mean"], statistics.mean(values))
         assert math.isclose(row["accuracy_std"], statistics.stdev(values))
     assert dict(zip(summary["kr_fraction"], summary["failed"])) == {"1/4": 0, "4": 1}
+
+
+def test_run_time_counts_the_epochs_before_a_resume():
+    whole = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=0)
+    whole["timing"] = {"wall_time_s": 100.0, "resumed_from_epoch": 0}
+    whole["history"] = [{"epoch": e, "train_time_s": 30.0} for e in (1, 2, 3)]
+    resumed = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=1)
+    # cut off after epoch 2; the last process trained epoch 3 only
+    resumed["timing"] = {"wall_time_s": 35.0, "resumed_from_epoch": 2}
+    resumed["history"] = [{"epoch": e, "train_time_s": 30.0} for e in (1, 2, 3)]
+    assert run_time_s(whole) == 100.0
+    assert run_time_s(resumed) == 35.0 + 60.0
+    assert run_time_s({"timing": {}}) is None
+    table = records_table([whole, resumed])
+    assert list(table["run_time_s"]) == [100.0, 95.0] and list(table["wall_time_s"]) == [100.0, 35.0]
+    prov = provenance_summary([whole, resumed])
+    assert math.isclose(prov["run_time_hours"], 195 / 3600) and prov["resumed"] == 1
 
 
 def test_same_networks_pairs_a_budget_run_with_the_fixed_r_run_it_equals():

@@ -168,8 +168,23 @@ def read_records(folder: str | os.PathLike) -> tuple[list[dict], list[CorruptRec
 #: Columns of :func:`records_table`, in order.
 TABLE_COLUMNS = ["run_id", "status", "design", "mode", "kr_ratio", "kr_fraction", "R", "K", "param_budget",
                  "parameters", "df", "naive_count", "flops", "weighted_kr", "seed", "epochs", "train_limit",
-                 "test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy", "wall_time_s", "device",
-                 "preset"]
+                 "test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy", "wall_time_s", "run_time_s",
+                 "device", "preset"]
+
+
+def run_time_s(record: Mapping) -> float | None:
+    """Seconds a run cost: its record's ``timing.wall_time_s``, which covers only the last process when the
+    run was cut off and resumed from an epoch checkpoint, plus the training time of the epochs finished
+    before (``history[i].train_time_s`` for epochs up to ``timing.resumed_from_epoch``; their evaluation
+    and start-up time is not recorded, so a resumed run's cost is slightly understated). None when the
+    record has no wall time."""
+    timing = record.get("timing") or {}
+    wall = timing.get("wall_time_s")
+    if wall is None:
+        return None
+    resumed = timing.get("resumed_from_epoch") or 0
+    earlier = sum(h.get("train_time_s") or 0 for h in record.get("history") or [] if h.get("epoch", 0) <= resumed)
+    return wall + earlier
 
 
 def records_table(records: Iterable[Mapping]) -> pd.DataFrame:
@@ -187,6 +202,7 @@ def records_table(records: Iterable[Mapping]) -> pd.DataFrame:
             "train_limit": p.get("train_limit"), "test_accuracy": m.get("test_accuracy"),
             "best_test_accuracy": m.get("best_test_accuracy"), "test_loss": m.get("test_loss"),
             "train_accuracy": m.get("train_accuracy"), "wall_time_s": (r.get("timing") or {}).get("wall_time_s"),
+            "run_time_s": run_time_s(r),
             "device": r.get("device"), "preset": (r.get("sweep") or {}).get("preset"),
         })
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -209,7 +225,7 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     out = done.groupby(keys, sort=False).agg(
         K=("K", "first"), parameters=("parameters", "first"), df=("df", "first"), flops=("flops", "first"),
         seeds=("seed", "nunique"), accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", "std"),
-        wall_time_s=("wall_time_s", "mean"),
+        run_time_s=("run_time_s", "mean"),
     )
     failed = t[t["status"] != "completed"].groupby(keys, sort=False).size().rename("failed")
     out = out.join(failed, how="outer").reset_index()
@@ -256,7 +272,8 @@ def same_networks(records: Iterable[Mapping]) -> pd.DataFrame:
 
 def provenance_summary(records: Iterable[Mapping]) -> dict:
     """Where and how a set of records was made, from the records themselves: sweep presets, devices and
-    machines, the summed wall time (hours), the first and last record dates, the library commits."""
+    machines, the summed run time (hours, :func:`run_time_s`), how many runs were resumed from a
+    checkpoint, the first and last record dates, the library commits."""
     records = list(records)
     machines = set()
     for r in records:
@@ -268,7 +285,8 @@ def provenance_summary(records: Iterable[Mapping]) -> dict:
         "presets": sorted({str((r.get("sweep") or {}).get("preset")) for r in records}),
         "devices": sorted({str(r.get("device")) for r in records}),
         "machines": sorted(machines),
-        "wall_time_hours": sum(((r.get("timing") or {}).get("wall_time_s") or 0) for r in records) / 3600,
+        "run_time_hours": sum(run_time_s(r) or 0 for r in records) / 3600,
+        "resumed": sum(bool((r.get("timing") or {}).get("resumed_from_epoch")) for r in records),
         "first": created[0] if created else None,
         "last": created[-1] if created else None,
         "commits": sorted({str(r.get("git_commit"))[:12] for r in records}),
