@@ -70,3 +70,43 @@ def stamp() -> str:
     from . import __version__
 
     return f"kr_lib {__version__} (source {source_hash()}), torch {torch.__version__}, commit {git_commit() or 'n/a'}"
+
+
+def code_changes(commits, paths, root: Path | None = None) -> list[dict] | None:
+    """The commits that changed any of ``paths`` between the oldest and the newest of ``commits`` (in commit
+    order): one dict per commit with ``commit`` (short hash), ``subject`` and ``files`` (those of ``paths``
+    it touched). ``[]`` when none did. None when it cannot be told here: no git, or a commit missing from
+    this checkout's history (a shallow clone, a commit never pushed).
+
+    Records name the commit they ran at; a sweep that ran while the library was being developed spans many
+    commits, and this says whether anything that decides a run's numbers changed in between.
+    """
+    root = root or PACKAGE_DIR.parent
+    commits = sorted({str(c).removesuffix("-dirty") for c in commits if c})
+    if not commits:
+        return []
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
+
+    try:
+        stamps = []
+        for c in commits:
+            out = git("log", "-1", "--format=%ct %H", c, "--")
+            if out.returncode != 0 or not out.stdout.strip():
+                return None
+            stamps.append(tuple(out.stdout.split()))
+        stamps.sort(key=lambda s: int(s[0]))
+        oldest, newest = stamps[0][1], stamps[-1][1]
+        log = git("log", "--reverse", "--format=%x00%h %s", "--name-only", f"{oldest}..{newest}", "--",
+                  *map(str, paths))
+        if log.returncode != 0:
+            return None
+    except (OSError, subprocess.SubprocessError):
+        return None
+    changes = []
+    for entry in log.stdout.split("\x00")[1:]:
+        head, *files = entry.strip().splitlines()
+        short, _, subject = head.partition(" ")
+        changes.append({"commit": short, "subject": subject, "files": [f for f in files if f]})
+    return changes

@@ -63,6 +63,12 @@ SCIENTIFIC = ("dataset", "dataset_options", "design", "kr_ratio", "R", "param_bu
               "blocks_per_stage", "kernel_size", "stem_stride", "group_width", "epochs", "batch_size", "optimizer", "lr",
               "weight_decay", "augment", "amp", "seed", "train_limit", "test_limit")
 
+#: The files whose code decides a run's numbers (its network, data, training and record), relative to the
+#: checkout: results pages list the commits that touched them between a dataset's records
+#: (:func:`kr_lib.provenance.code_changes`).
+RUN_CODE = ("kr_lib/train.py", "kr_lib/models.py", "kr_lib/blocks.py", "kr_lib/complexity.py", "kr_lib/redundancy.py",
+            "kr_lib/device.py", "kr_lib/data", "kr_lib/runs/ablation.py", "notebooks/ablation.ipynb")
+
 _OPTIONAL_INTS = ("R", "param_budget", "stem_stride", "train_limit", "test_limit", "threads")
 _INTS = ("stages", "blocks_per_stage", "kernel_size", "group_width", "epochs", "batch_size")
 _BOOLS = ("augment", "amp", "download", "save_record", "staged_record", "checkpoint")
