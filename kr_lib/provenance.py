@@ -23,6 +23,27 @@ def source_hash(length: int = 12) -> str:
     return digest.hexdigest()[:length]
 
 
+def files_hash(paths, root: Path | None = None, length: int = 12) -> str:
+    """SHA-256 over the files at ``paths`` (files, or folders taken whole; relative to the checkout), path
+    and content, in sorted order, truncated to ``length`` hex digits. A missing path counts as empty, so
+    an installed package without the notebooks still gets a (different) hash rather than an error.
+
+    Unlike the commit, it is the code that was on disk, uncommitted changes included: records that share it
+    ran the same code whatever commit they name.
+    """
+    root = root or PACKAGE_DIR.parent
+    digest = hashlib.sha256()
+    for rel in sorted(map(str, paths)):
+        path = root / rel
+        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
+            if path.is_dir() else [path] if path.is_file() else []
+        digest.update(rel.encode())
+        for f in files:
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(f.read_bytes())
+    return digest.hexdigest()[:length]
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str | None:
     """The checkout's commit (with ``-dirty`` when the tree has changes), or None outside git."""

@@ -111,6 +111,18 @@ def test_run_time_counts_the_epochs_before_a_resume():
     assert math.isclose(prov["run_time_hours"], 195 / 3600) and prov["resumed"] == 1
 
 
+def test_records_carry_the_run_code_hash_and_the_summary_counts_dirty_checkouts():
+    from kr_lib.runs.ablation import run_code_hash
+
+    a = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=0)
+    b = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=1)
+    assert a["versions"]["run_code"] == run_code_hash()
+    a["git_commit"], b["git_commit"] = "abc123-dirty", "abc123"
+    del b["versions"]["run_code"]  # a record older than the hash
+    prov = provenance_summary([a, b])
+    assert prov["dirty"] == 1 and prov["run_code"] == [run_code_hash()] and prov["without_run_code"] == 1
+
+
 def test_same_networks_pairs_a_budget_run_with_the_fixed_r_run_it_equals():
     fixed = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=0)
     budget = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=None, param_budget=1200, seed=0)

@@ -69,6 +69,16 @@ SCIENTIFIC = ("dataset", "dataset_options", "design", "kr_ratio", "R", "param_bu
 RUN_CODE = ("kr_lib/train.py", "kr_lib/models.py", "kr_lib/blocks.py", "kr_lib/complexity.py", "kr_lib/redundancy.py",
             "kr_lib/device.py", "kr_lib/data", "kr_lib/runs/ablation.py", "notebooks/ablation.ipynb")
 
+
+@functools.lru_cache(maxsize=1)
+def run_code_hash() -> str:
+    """:func:`kr_lib.provenance.files_hash` of :data:`RUN_CODE`, taken once per process (at the start of
+    :func:`run_ablation`, right after its imports): the code this process runs, uncommitted changes
+    included. Stored in every record as ``versions.run_code``."""
+    from ..provenance import files_hash
+
+    return files_hash(RUN_CODE)
+
 _OPTIONAL_INTS = ("R", "param_budget", "stem_stride", "train_limit", "test_limit", "threads")
 _INTS = ("stages", "blocks_per_stage", "kernel_size", "group_width", "epochs", "batch_size")
 _BOOLS = ("augment", "amp", "download", "save_record", "staged_record", "checkpoint")
@@ -242,7 +252,7 @@ class AblationRun:
 def _provenance() -> dict:
     from ..provenance import git_commit, machine, versions
 
-    return {"machine": machine(), "versions": versions(), "git_commit": git_commit()}
+    return {"machine": machine(), "versions": {**versions(), "run_code": run_code_hash()}, "git_commit": git_commit()}
 
 
 def _now() -> str:
@@ -308,7 +318,10 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
     from ..train import train
     from .records import write_record
 
+    from ..provenance import git_commit
+
     start = time.perf_counter()
+    run_code_hash(), git_commit()  # cached now: the code just imported, not what is on disk when the run ends
     p = check_parameters(params)
     if p["threads"] is not None:
         torch.set_num_threads(p["threads"])

@@ -273,7 +273,9 @@ def same_networks(records: Iterable[Mapping]) -> pd.DataFrame:
 def provenance_summary(records: Iterable[Mapping]) -> dict:
     """Where and how a set of records was made, from the records themselves: sweep presets, devices and
     machines, the summed run time (hours, :func:`run_time_s`), how many runs were resumed from a
-    checkpoint, the first and last record dates, the library commits."""
+    checkpoint, the first and last record dates, the library commits (and how many records ran on a
+    checkout with uncommitted changes), the distinct run-code hashes (``versions.run_code``) and how many
+    records have none."""
     records = list(records)
     machines = set()
     for r in records:
@@ -290,6 +292,11 @@ def provenance_summary(records: Iterable[Mapping]) -> dict:
         "first": created[0] if created else None,
         "last": created[-1] if created else None,
         "commits": sorted({str(r.get("git_commit"))[:12] for r in records}),
+        # on a checkout with uncommitted changes to tracked files: the commit alone does not say what ran
+        "dirty": sum(str(r.get("git_commit")).endswith("-dirty") for r in records),
+        # versions.run_code: hash of the run code as it was on disk (older records lack it)
+        "run_code": sorted({v for r in records if (v := (r.get("versions") or {}).get("run_code"))}),
+        "without_run_code": sum(not (r.get("versions") or {}).get("run_code") for r in records),
     }
 
 
