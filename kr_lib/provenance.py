@@ -111,14 +111,19 @@ def code_changes(commits, paths, root: Path | None = None) -> list[dict] | None:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30)
 
     try:
-        stamps = []
+        full = []
         for c in commits:
-            out = git("log", "-1", "--format=%ct %H", c, "--")
-            if out.returncode != 0 or not out.stdout.strip():
+            out = git("rev-parse", "--verify", "--quiet", f"{c}^{{commit}}")
+            if out.returncode != 0:
                 return None
-            stamps.append(tuple(out.stdout.split()))
-        stamps.sort(key=lambda s: int(s[0]))
-        oldest, newest = stamps[0][1], stamps[-1][1]
+            full.append(out.stdout.strip())
+        # order by the history itself (topological, newest first), not by timestamps that can tie
+        order = git("rev-list", "--topo-order", *full)
+        if order.returncode != 0:
+            return None
+        position = {sha: i for i, sha in enumerate(order.stdout.split())}
+        ranked = sorted(set(full), key=position.__getitem__)
+        newest, oldest = ranked[0], ranked[-1]
         log = git("log", "--reverse", "--format=%x00%h %s", "--name-only", f"{oldest}..{newest}", "--",
                   *map(str, paths))
         if log.returncode != 0:
