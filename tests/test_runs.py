@@ -300,6 +300,30 @@ def test_book_progress_counts_the_book_preset_records(tmp_path):
         book_progress("mnist")
 
 
+def test_missing_runs_are_estimated_from_their_other_seeds_records(tmp_path, capsys):
+    from kr_lib.runs.records import write_record
+    from kr_lib.runs.sweep import seed_time_estimates
+
+    sweep = load_sweep(ROOT / "sweeps" / "moving_fashion_mnist.yaml", "book")
+    seed0 = [p for p in sweep.runs if p["seed"] == 0]
+    strip = lambda p: {k: v for k, v in p.items() if k != "mode"}
+    for p, seconds in zip(seed0[:2], (600.0, 1200.0)):
+        rec = synthetic_record(0.7, **strip(p))
+        rec["timing"]["wall_time_s"] = seconds
+        write_record(rec, tmp_path)
+    twin = {**seed0[0], "seed": 1}
+    estimates = seed_time_estimates([twin, {**seed0[1], "seed": 1}, {**seed0[2], "seed": 1}], tmp_path,
+                                    "moving_fashion_mnist")
+    assert estimates == [600.0, 1200.0, None]  # the third configuration has no record yet
+    progress = book_progress("moving_fashion_mnist", tmp_path)
+    assert progress["estimated"] == 2 and math.isclose(progress["estimated_hours"], 0.5)
+    assert kr_main(["sweep", str(ROOT / "sweeps" / "moving_fashion_mnist.yaml"), "--preset", "book", "--dry-run",
+                    "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "(~10 min, as another seed's record took)" in out
+    assert "2 of the 60 runs to do have a record with another seed: about 0.5 hours of run time" in out
+
+
 # ----------------------------------------------------------------------------- commands, comparison, figures
 
 def test_results_command_prints_the_table_and_reports_corrupt_records(tmp_path, capsys):

@@ -28,17 +28,26 @@ def run(args) -> int:
     if args.dry_run:
         from kr_lib.runs.ablation import scientific
         from kr_lib.runs.records import record_path, run_id
+        from kr_lib.runs.sweep import seed_time_estimates
 
         sweep = load_sweep(args.file, args.preset)
-        done = 0
-        for p in sweep.runs:
+        estimates = seed_time_estimates(sweep.runs, args.output_dir, sweep.dataset)
+        done, todo_seconds, todo_estimated = 0, 0.0, 0
+        for p, estimate in zip(sweep.runs, estimates):
             rid = run_id(scientific(p))
             exists = record_path(args.output_dir, sweep.dataset, rid).is_file()
             done += exists
             size = f"R={p['R']}" if p["R"] is not None else f"budget={p['param_budget']}"
+            hint = ""
+            if not exists and estimate is not None:
+                todo_seconds, todo_estimated = todo_seconds + estimate, todo_estimated + 1
+                hint = f"  (~{estimate / 60:.0f} min, as another seed's record took)"
             print(f"{'done' if exists else 'todo'}  {rid}  {p['design']} K/R={p['kr_ratio']} {size} "
-                  f"epochs={p['epochs']} seed={p['seed']}")
+                  f"epochs={p['epochs']} seed={p['seed']}{hint}")
         print(f"{len(sweep.runs)} runs, {done} recorded. {sweep.description.strip()}")
+        if todo_estimated:
+            print(f"{todo_estimated} of the {len(sweep.runs) - done} runs to do have a record with another seed: "
+                  f"about {todo_seconds / 3600:.1f} hours of run time at those records' speed")
         if sweep.cost:
             print(f"cost: {sweep.cost.strip()}")
         return 0

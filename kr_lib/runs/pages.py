@@ -93,9 +93,11 @@ def progress_text(dataset: str, results_dir: os.PathLike | None = None) -> str |
     progress = book_progress(dataset, results_dir)
     if not progress["missing"]:
         return None
+    estimate = (f" {progress['estimated']} of the missing runs have a recorded other seed; at those records' speed "
+                f"they take about {progress['estimated_hours']:.1f} hours of run time." if progress["estimated"] else "")
     return (f"**The `{progress['preset']}` preset is not complete:** {progress['completed']} of its "
             f"{progress['planned']} runs are recorded, {progress['missing']} are not yet, so some points and seed "
-            f"bands below are missing. `{progress['command']}` runs the missing ones (it skips the recorded).")
+            f"bands below are missing. `{progress['command']}` runs the missing ones (it skips the recorded).{estimate}")
 
 
 def same_network_table(records: Iterable[Mapping]) -> tuple[pd.DataFrame, str]:

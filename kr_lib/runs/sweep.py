@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import socket
 import tempfile
@@ -131,6 +132,26 @@ def load_sweep(path: str | os.PathLike, preset: str | None = None) -> Sweep:
                 runs.append(checked)
     runs.sort(key=lambda p: p["seed"])  # every configuration once before the second seed: useful early
     return Sweep(path, spec["dataset"], preset, description, cost, runs)
+
+
+def seed_time_estimates(runs, output_dir: str | os.PathLike, dataset: str) -> list[float | None]:
+    """For each of ``runs`` (checked parameters), the median run time (seconds,
+    :func:`~kr_lib.runs.records.run_time_s`) of the completed records in ``<output_dir>/<dataset>`` that ran
+    the same configuration with another seed; None where there is none. Those records' machine, device and
+    thread count set the scale: an estimate for running the rest where they ran."""
+    import statistics
+
+    from .records import _canonical, read_records, run_time_s
+
+    def key(params):
+        return json.dumps(_canonical({k: v for k, v in scientific(params).items() if k != "seed"}), sort_keys=True)
+
+    times: dict[str, list[float]] = {}
+    for record in read_records(Path(output_dir) / dataset)[0]:
+        seconds = run_time_s(record)
+        if record["status"] == "completed" and seconds:
+            times.setdefault(key(record["parameters"]), []).append(seconds)
+    return [statistics.median(times[k]) if (k := key(p)) in times else None for p in runs]
 
 
 @dataclass
@@ -402,15 +423,20 @@ def book_progress(dataset: str, output_dir: str | os.PathLike | None = None) -> 
     """How far the book preset of ``sweeps/<dataset>.yaml`` has got in ``<output_dir>/<dataset>``
     (default: the checkout's ``results/``): ``preset``, ``planned`` (runs in its grid), ``completed``,
     ``failed`` (diverged or failed records), ``missing`` (no record yet), ``cost`` (the sweep file's
-    words) and ``command`` (the one that runs the missing ones; it skips the recorded)."""
+    words), ``command`` (the one that runs the missing ones; it skips the recorded), and ``estimated``:
+    how many missing runs have a recorded other seed, whose run times sum to ``estimated_hours``
+    (:func:`seed_time_estimates`)."""
     if dataset not in BOOK_PRESETS:
         raise ValueError(f"no sweep file for {dataset!r}; sweeps exist for {', '.join(BOOK_PRESETS)}")
     sweep = load_sweep(REPO_ROOT / "sweeps" / f"{dataset}.yaml", BOOK_PRESETS[dataset])
     output_dir = Path(output_dir) if output_dir is not None else REPO_ROOT / "results"
     statuses = [_done(record_path(output_dir, dataset, run_id(scientific(p))), False) for p in sweep.runs]
+    missing = [p for p, s in zip(sweep.runs, statuses) if s is None]
+    estimates = [t for t in seed_time_estimates(missing, output_dir, dataset) if t is not None]
     return {"preset": sweep.preset, "planned": len(sweep.runs), "completed": statuses.count("completed"),
-            "failed": sum(s not in (None, "completed") for s in statuses), "missing": statuses.count(None),
-            "cost": " ".join(sweep.cost.split()), "command": fill_commands(dataset)[0]}
+            "failed": sum(s not in (None, "completed") for s in statuses), "missing": len(missing),
+            "cost": " ".join(sweep.cost.split()), "command": fill_commands(dataset)[0],
+            "estimated": len(estimates), "estimated_hours": sum(estimates) / 3600}
 
 
 def fill_commands(dataset: str) -> list[str]:
