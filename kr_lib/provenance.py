@@ -35,8 +35,10 @@ def files_hash(paths, root: Path | None = None, length: int = 12) -> str:
     digest = hashlib.sha256()
     for rel in sorted(map(str, paths)):
         path = root / rel
-        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
-            if path.is_dir() else [path] if path.is_file() else []
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        else:
+            files = [path] if path.is_file() else []
         digest.update(rel.encode())
         for f in files:
             digest.update(str(f.relative_to(root)).encode())

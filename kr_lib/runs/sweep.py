@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import socket
 import tempfile
@@ -141,10 +140,10 @@ def seed_time_estimates(runs, output_dir: str | os.PathLike, dataset: str) -> li
     thread count set the scale: an estimate for running the rest where they ran."""
     import statistics
 
-    from .records import _canonical, read_records, run_time_s
+    from .records import read_records, run_time_s
 
-    def key(params):
-        return json.dumps(_canonical({k: v for k, v in scientific(params).items() if k != "seed"}), sort_keys=True)
+    def key(params):  # the run id with the seed left out: one per configuration
+        return run_id({**scientific(params), "seed": None})
 
     times: dict[str, list[float]] = {}
     for record in read_records(Path(output_dir) / dataset)[0]:
