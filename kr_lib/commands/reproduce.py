@@ -17,12 +17,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"allowed accuracy difference off the CPU (default {GPU_ACCURACY_TOLERANCE})")
     parser.add_argument("--loss-rtol", type=float, default=GPU_LOSS_RTOL,
                         help=f"allowed relative loss difference off the CPU (default {GPU_LOSS_RTOL})")
+    parser.add_argument("--save-weights", action="store_true",
+                        help="rerun on the CPU and, if the metrics are identical, save the trained weights "
+                             "beside the record (for records made before weights were kept)")
 
 
 def run(args) -> int:
     cmp = reproduce(args.record, device=args.device, output_dir=args.output_dir, accuracy_tol=args.accuracy_tol,
-                    loss_rtol=args.loss_rtol)
+                    loss_rtol=args.loss_rtol, save_weights=args.save_weights)
     table = pd.DataFrame({"original": cmp.original, "rerun": cmp.rerun, "difference": cmp.differences})
     print(table.to_string())
     print(f"rule: {cmp.rule}; {'AGREE' if cmp.agree else 'DIFFER'}")
+    if args.save_weights:
+        print(f"weights saved: {cmp.weights_path}" if cmp.weights_path else
+              "weights NOT saved: the rerun's metrics are not identical to the record's")
     return 0 if cmp.agree else 1

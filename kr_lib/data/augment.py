@@ -82,6 +82,11 @@ def prepare_batch(x: torch.Tensor, info: DatasetInfo, train: bool = False,
     Training (``train=True``): the dataset's standard augmentation (random crop with ``info.crop_padding``
     zero padding, or out of larger stored frames; random left-right flip when ``info.flip``).
     Testing: only the centre crop of larger stored frames. Then ``(x - mean) / std`` per channel.
+
+    The result is always in the contiguous memory format: the per-sample crop leaves a channels-last
+    layout behind by accident, and oneDNN's convolution backward on one thread corrupts memory on
+    channels-last inputs on AVX2 machines (``scripts/repro_onednn_channels_last.py``). A layout is
+    chosen on purpose or not at all.
     """
     x = to_unit_float(x)
     size = tuple(info.input_shape[-2:])
@@ -91,4 +96,4 @@ def prepare_batch(x: torch.Tensor, info: DatasetInfo, train: bool = False,
         x = center_crop(x, size)
     if train and info.flip:
         x = random_flip(x, generator)
-    return normalize(x, info.mean, info.std)
+    return normalize(x, info.mean, info.std).contiguous(memory_format=torch.contiguous_format)

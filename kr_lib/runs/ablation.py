@@ -180,7 +180,7 @@ def _meta_design(dataset, options, design, kr_ratio, R, param_budget, stages, bl
          "blocks_per_stage": blocks_per_stage, "kernel_size": kernel_size, "stem_stride": stem_stride,
          "group_width": group_width}
     with torch.device("meta"):
-        return _build(p, dataset_info(dataset, **dict(options))).spec["design"]
+        return build_network(p, dataset_info(dataset, **dict(options))).spec["design"]
 
 
 def parameters_from_namespace(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -217,7 +217,8 @@ def scientific(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: params[k] for k in SCIENTIFIC}
 
 
-def _build(p: Mapping[str, Any], info):
+def build_network(p: Mapping[str, Any], info):
+    """The untrained network of checked parameters ``p`` for the dataset ``info`` (``build_model``)."""
     from ..models import build_model
 
     return build_model(info, p["design"], p["kr_ratio"], R=p["R"], param_budget=p["param_budget"],
@@ -263,9 +264,23 @@ def base_record(params: Mapping[str, Any], status: str, message: str = "") -> di
     """The fields every record has (identity, parameters, provenance) for checked ``params``."""
     from .records import SCHEMA, run_id
 
+    folders = {k: _portable(params.get(k)) for k in ("output_dir", "data_dir")}
     return {"schema": SCHEMA, "run_id": run_id(scientific(params)), "status": status, "message": message,
-            "parameters": dict(params), "mode": params["mode"], "sweep": params.get("sweep"), "created": _now(),
+            "parameters": {**params, **folders}, "mode": params["mode"], "sweep": params.get("sweep"), "created": _now(),
             **_provenance()}
+
+
+def _portable(folder: str | None) -> str | None:
+    """A folder as a record keeps it: relative to the checkout when inside it (a record names no machine's
+    paths), else as given."""
+    from .records import REPO_ROOT
+
+    if folder is None:
+        return None
+    try:
+        return str(Path(folder).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(folder)
 
 
 def failed_record(params: Mapping[str, Any], message: str, wall_time_s: float | None = None) -> dict:
@@ -308,7 +323,8 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
     (``kr_report``: FLOPs are per sample), train with per-epoch checkpoints in :func:`checkpoint_dir`
     (``train``; a run started again resumes there), assemble the record, write it atomically when
     ``save_record`` (then the checkpoints are removed). A diverged run gives a record with status
-    ``"diverged"`` and no test metrics.
+    ``"diverged"`` and no test metrics. A completed run saves its trained weights beside the record
+    (``<run_id>.pt``, :func:`kr_lib.runs.weights.save_weights`) and names them in ``record["weights"]``.
     """
     import torch
 
@@ -316,9 +332,9 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
     from ..device import resolve_device
     from ..redundancy import kr_report
     from ..train import train
-    from .records import write_record
-
     from ..provenance import git_commit
+    from .records import record_path, write_record
+    from .weights import save_weights, weights_path
 
     start = time.perf_counter()
     run_code_hash(), git_commit()  # cached now: the code just imported, not what is on disk when the run ends
@@ -330,7 +346,7 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
                        test_limit=p["test_limit"], **p["dataset_options"])
     info = data[0].info
     torch.manual_seed(p["seed"])
-    model = _build(p, info)
+    model = build_network(p, info)
     model.eval()
     report = kr_report(model, torch.zeros(1, *info.input_shape))  # structure only: BN in eval, no update
     model.train()
@@ -367,6 +383,9 @@ def run_ablation(params: Mapping[str, Any], progress: bool = True) -> AblationRu
     )
     path = None
     if p["save_record"]:
+        if result.status == "completed":  # weights first: a record that names weights always has them
+            rec = record_path(output_dir(p), p["dataset"], record["run_id"])
+            record["weights"] = save_weights(model, weights_path(rec))
         path = write_record(record, output_dir(p), staged=p["staged_record"])
         if ckpt is not None:
             shutil.rmtree(ckpt, ignore_errors=True)

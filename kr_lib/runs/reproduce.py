@@ -5,6 +5,10 @@ record's ``timing.torch_threads``), a run is deterministic (seeded shuffling, au
 initialisation; ``kr_lib.train``), so the metrics must be *identical*. On a GPU (cuDNN's algorithm choice,
 atomics in backward kernels, mixed precision) they agree only within a tolerance: by default 0.01 in
 test accuracy (one percentage point) and 2 % relative in test loss.
+
+``save_weights=True`` regenerates the trained weights of a record made before weights were kept: the rerun
+is made on the CPU with the record's thread count, and its weights are put beside the original record
+(which then names them) only when the metrics come out identical -- the same network, not another one.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class Comparison:
     differences: dict
     agree: bool
     rerun_path: Path | None
+    weights_path: Path | None = None   # where the regenerated weights were saved (save_weights=True)
 
 
 def compare_metrics(original: Mapping, rerun: Mapping, exact: bool, accuracy_tol: float = GPU_ACCURACY_TOLERANCE,
@@ -58,12 +63,25 @@ def compare_metrics(original: Mapping, rerun: Mapping, exact: bool, accuracy_tol
 
 def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: str | os.PathLike | None = None,
               accuracy_tol: float = GPU_ACCURACY_TOLERANCE, loss_rtol: float = GPU_LOSS_RTOL,
-              progress: bool = False) -> Comparison:
+              progress: bool = False, save_weights: bool = False) -> Comparison:
     """Run ``record_file``'s scientific parameters again (through the notebook, into ``output_dir``, by default
-    a temporary folder) on ``device`` and compare: exact when both runs used the CPU, else within tolerance."""
+    a temporary folder) on ``device`` and compare: exact when both runs used the CPU, else within tolerance.
+
+    ``save_weights``: the rerun must be on the CPU (``device`` "auto" or "cpu") and the original record too;
+    when the metrics are identical the rerun's weights are saved beside ``record_file`` and the record names
+    them (``weights``); otherwise nothing is saved (``Comparison.weights_path`` is None)."""
     from .sweep import execute_run
 
     original = read_record(record_file)
+    if save_weights:
+        if device not in ("auto", "cpu"):
+            raise ValueError(f"--save-weights reruns on the CPU (where the metrics must be identical); got --device {device}")
+        if not str(original.get("device", "")).startswith("cpu"):
+            raise ValueError(f"{Path(record_file).name} ran on {original.get('device')!r}: its weights cannot be "
+                             "regenerated exactly on the CPU; rerun it on that device with kr ablate")
+        if original.get("status") != "completed":
+            raise ValueError(f"{Path(record_file).name} is {original.get('status')!r}: only completed runs have weights")
+        device = "cpu"
     params = {k: original["parameters"][k] for k in SCIENTIFIC}
     params["device"] = device
     params["threads"] = (original.get("timing") or {}).get("torch_threads")  # CPU sums depend on the thread count
@@ -73,6 +91,22 @@ def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: 
         rerun = read_record(outcome.path)
         exact = str(original.get("device", "")).startswith("cpu") and str(rerun.get("device", "")).startswith("cpu")
         agree, diffs = compare_metrics(original, rerun, exact, accuracy_tol, loss_rtol)
+        saved = _keep_weights(record_file, original, outcome.path, rerun) if save_weights and agree and exact else None
         return Comparison(original.get("metrics") or {}, rerun.get("metrics") or {},
                           "exact" if exact else f"tolerance (accuracy {accuracy_tol}, loss {loss_rtol:.0%} relative)",
-                          diffs, agree, outcome.path if output_dir else None)
+                          diffs, agree, outcome.path if output_dir else None, saved)
+
+
+def _keep_weights(record_file, original: dict, rerun_path: Path, rerun: dict) -> Path:
+    """Copy the identical rerun's weights beside the original record (atomically), then name them in it."""
+    from ..atomic import atomic_open, write_json_atomic
+    from .weights import file_sha256, weights_path
+
+    source = weights_path(rerun_path)
+    if not rerun.get("weights") or not source.is_file() or file_sha256(source) != rerun["weights"]["sha256"]:
+        raise RuntimeError(f"the rerun of {Path(record_file).name} finished without its weights file")
+    target = weights_path(record_file)
+    with atomic_open(target, "wb") as fh:
+        fh.write(source.read_bytes())
+    write_json_atomic({**original, "weights": {**rerun["weights"], "file": target.name}}, record_file)
+    return target

@@ -41,9 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..atomic import write_text_atomic
+from ..atomic import atomic_open, write_text_atomic
 from .ablation import DEFAULTS, check_parameters, failed_record, scientific
 from .records import REPO_ROOT, commit_staged, read_record, record_path, run_id, staged_path, write_record
+from .weights import weights_path
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "ablation.ipynb"
 SWEEP_KEYS = {"dataset", "description", "parameters", "grids", "presets"}
@@ -273,8 +274,10 @@ def _ray_task(params: dict, notebook_text: str) -> dict:
         executed = outcome.path.with_suffix(".ipynb")
         failed = outcome.path.with_name(outcome.path.stem + ".failed.ipynb")
         nb_file = executed if executed.is_file() else failed if failed.is_file() else None
+        weights = weights_path(outcome.path)
         return {"record": rec, "notebook": nb_file.read_text() if nb_file else None,
-                "notebook_name": nb_file.name if nb_file else None, "wall_time_s": outcome.wall_time_s}
+                "notebook_name": nb_file.name if nb_file else None, "wall_time_s": outcome.wall_time_s,
+                "weights": weights.read_bytes() if weights.is_file() else None}
 
 
 @dataclass
@@ -381,6 +384,9 @@ def _run_ray(todo: list[dict], output_dir: Path, dataset: str, address: str | No
             try:
                 out = ray.get(ready[0])
                 record = out["record"]
+                if out.get("weights") is not None:  # before the record, as in run_ablation
+                    with atomic_open(weights_path(record_path(output_dir, dataset, rid)), "wb") as fh:
+                        fh.write(out["weights"])
                 path = write_record(record, output_dir)
                 if out["notebook"] is not None:
                     write_text_atomic(out["notebook"], path.with_name(out["notebook_name"]))
