@@ -10,3 +10,9 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_report_header(config):
+    """Say which thread count the suite runs with: ``.ci/run`` runs it on torch's default and on one thread
+    (``OMP_NUM_THREADS=1``, as the book's sweeps use ``--threads 1``), and some native kernels differ."""
+    return f"torch {torch.__version__}: {torch.get_num_threads()} intra-op thread(s)"

@@ -18,7 +18,7 @@ from kr_lib.book import build_book, executed_pages
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.book]
 PAGES = {page.removesuffix(".ipynb"): how for page, how in executed_pages(ROOT, "tiny").items()}
 
 
