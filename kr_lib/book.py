@@ -23,17 +23,19 @@ from typing import Any
 import yaml
 
 from .execute import check_parameters, execute_notebook
+from .project import find_project
 from .provenance import source_hash
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
 PAGES_FILE = "book/executed_pages.yml"
 PRESETS = ("default", "tiny")
 MATHJAX_DIR = Path(".cache/mathjax/node_modules/mathjax/es5")
 
 
-def executed_pages(root: Path = REPO_ROOT, preset: str = "default") -> dict[str, dict[str, Any]]:
-    """Page path (as in ``_toc.yml``, with ``.ipynb``) -> ``{"source": path, "parameters": dict}``."""
+def executed_pages(root: str | os.PathLike | None = None, preset: str = "default") -> dict[str, dict[str, Any]]:
+    """Page path (as in ``_toc.yml``, with ``.ipynb``) -> ``{"source": path, "parameters": dict}``, from
+    ``book/executed_pages.yml`` of the project ``root`` (default: :func:`kr_lib.project.find_project`)."""
+    root = Path(root) if root is not None else find_project()
     if preset not in PRESETS:
         raise ValueError(f"unknown book preset {preset!r}; use one of {', '.join(PRESETS)}")
     spec = yaml.safe_load((root / PAGES_FILE).read_text()) or {}
@@ -157,13 +159,14 @@ def _clear_cache_if_library_changed(out: Path) -> None:
 
 
 def build_book(output: str | os.PathLike | None = None, preset: str = "default", force: bool = False,
-               root: str | os.PathLike = REPO_ROOT) -> Path:
-    """Execute the book's notebooks and build the HTML book; return the path of ``index.html``.
+               root: str | os.PathLike | None = None) -> Path:
+    """Execute the book's notebooks and build the HTML book of the project ``root`` (default:
+    :func:`kr_lib.project.find_project`); return the path of ``index.html``.
 
-    ``output`` holds ``_build/html`` (default: the repository itself, so ``_build/html``).
+    ``output`` holds ``_build/html`` (default: the project itself, so ``_build/html``).
     ``preset="tiny"`` runs every executed page with its tiny parameters (the test build).
     """
-    root = Path(root).resolve()
+    root = Path(root).resolve() if root is not None else find_project()
     out = Path(output).resolve() if output else root
     src = out / "_build" / "src"
     pages = executed_pages(root, preset)

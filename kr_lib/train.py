@@ -1,8 +1,12 @@
 """One training loop for every dataset of the registry and every network of :mod:`kr_lib.models`::
 
-    result = train(model, (train_split, test_split), epochs=10, batch_size=128, optimizer="sgd", seed=0,
-                   device=None, checkpoint_dir="runs/x")
+    config = TrainConfig(epochs=10, batch_size=128, optimizer="sgd", seed=0)
+    result = train(model, (train_split, test_split), config, device=None, checkpoint_dir="runs/x")
     result.test_accuracy, result.history, result.to_dict()
+    train(model, data, epochs=10, seed=0)   # the same: the config's fields as keywords
+
+``train`` reads as its steps: check the inputs, seed and place, :func:`build_optimizer`, resume
+(:func:`load_checkpoint`), then per epoch :func:`train_epoch`, :func:`evaluate`, :func:`save_checkpoint`.
 
 - Data: each split is a :class:`~kr_lib.data.TensorData` (moved to the device once; every epoch draws
   shuffled index batches from it -- no DataLoader, no workers, loading is never the bottleneck) or a
@@ -26,7 +30,7 @@ import os
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +41,8 @@ from torch import nn
 from .data.augment import prepare_batch
 from .data.base import TensorData
 from .device import resolve_device
+from .progress import progress_bar
+from .validate import positive_int
 
 OPTIMIZERS = ("sgd", "adamw")
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
@@ -165,115 +171,214 @@ def evaluate(model: nn.Module, split, batch_size: int = 256, device=None, amp: b
     return loss_sum.item() / n, correct.item() / n
 
 
-def _save_atomic(obj, path: Path) -> None:
+@dataclass(frozen=True)
+class TrainConfig:
+    """What decides a training run's numbers, checked on construction: ``epochs``, ``batch_size``,
+    ``optimizer`` ("sgd": Nesterov momentum, or "adamw"), ``lr`` and ``weight_decay`` (None: the optimizer's
+    default, SGD 0.1 / 5e-4, AdamW 1e-3 / 0.05; filled in here), ``momentum`` (SGD), ``seed`` (shuffling,
+    augmentation, dropout) and ``augment`` (the dataset's standard training augmentation). A checkpoint
+    stores it; a run resumes from a checkpoint only when its config equals this one."""
+
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float | None = None
+    optimizer: str = "sgd"
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    seed: int = 0
+    augment: bool = True
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("epochs", "batch_size"):
+            positive_int(getattr(self, name), name)
+        set_("lr", DEFAULT_LR[self.optimizer] if self.lr is None else float(self.lr))
+        set_("weight_decay", DEFAULT_WEIGHT_DECAY[self.optimizer] if self.weight_decay is None
+             else float(self.weight_decay))
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+_CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
+#: What a checkpoint must agree on besides the :class:`TrainConfig`: the training data.
+_DATA_KEYS = ("dataset", "train_size")
+
+
+@dataclass
+class _State:
+    """Everything a run changes as it trains: what a checkpoint saves and restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    shuffle_gen: torch.Generator
+    augment_gen: torch.Generator
+
+    def parts(self) -> dict[str, tuple[Callable, Callable]]:
+        """Checkpoint key -> (get its state, restore it): the one list of what a checkpoint holds (with
+        ``epoch``, ``history`` and ``config``), read in this order on resume."""
+        scaler = self.scaler
+        return {
+            "model": (self.model.state_dict, self.model.load_state_dict),
+            "optimizer": (self.optimizer.state_dict, self.optimizer.load_state_dict),
+            "scheduler": (self.scheduler.state_dict, self.scheduler.load_state_dict),
+            # empty when the checkpoint was made without float16 scaling (CPU, bfloat16)
+            "scaler": (scaler.state_dict, lambda state: state and scaler.load_state_dict(state)),
+            "shuffle_rng": (self.shuffle_gen.get_state, self.shuffle_gen.set_state),
+            "augment_rng": (self.augment_gen.get_state, self.augment_gen.set_state),
+            "torch_rng": (torch.get_rng_state, torch.set_rng_state),
+        }
+
+
+def save_checkpoint(path: Path, state: _State, epoch: int, history: list[dict], config: dict) -> None:
+    """Write the checkpoint after ``epoch`` finished epochs atomically (a temporary file, then renamed)."""
+    payload = {"epoch": epoch, **{key: get() for key, (get, _) in state.parts().items()}, "history": history,
+               "config": config}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(obj, tmp)
+    torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, state: _State, config: dict) -> tuple[int, list[dict]]:
+    """Restore ``state`` from the checkpoint at ``path``; return (finished epochs, history). ``ValueError``
+    when the checkpoint was made with another :class:`TrainConfig` or other training data."""
+    # on the CPU: the generator states must be CPU tensors; load_state_dict moves the rest to the device
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    for key in (*_CONFIG_FIELDS, *_DATA_KEYS):
+        if saved["config"].get(key) != config[key]:
+            raise ValueError(
+                f"checkpoint {path} was made with {key}={saved['config'].get(key)!r}, this run asks for "
+                f"{config[key]!r}; use another checkpoint_dir or resume=False to start over"
+            )
+    for key, (_, restore) in state.parts().items():
+        restore(saved[key])
+    return int(saved["epoch"]), list(saved["history"])
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, steps: int):
+    """The optimizer (weight decay on weights, none on BatchNorm and biases) and its cosine learning-rate
+    schedule over ``steps`` batches."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BatchNorm and biases
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
+    else:
+        opt = torch.optim.AdamW(groups, lr=config.lr)
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+
+
+def train_epoch(state: _State, split, info, config: TrainConfig, epoch: int, *, device: torch.device, autocast,
+                max_loss: float, log_every: int, num_workers: int, bar) -> tuple[float, float, int]:
+    """One pass over the training split: (mean loss, accuracy, samples seen). Raises :class:`Diverged`
+    when the running loss is not finite or exceeds ``max_loss`` (checked every ``log_every`` batches)."""
+    model, opt, scaler = state.model, state.optimizer, state.scaler
+    model.train()
+    loss_sum = torch.zeros((), device=device, dtype=_sum_dtype(device))
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    steps = _num_batches(len(split), config.batch_size)
+    batches = _batches(split, config.batch_size, device, True, state.shuffle_gen, num_workers)
+    for step, (x, y) in enumerate(batches, start=1):
+        x = prepare_batch(x, info, train=config.augment, generator=state.augment_gen)
+        with autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        state.scheduler.step()
+        loss_sum += loss.detach() * y.shape[0]
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+        seen += y.shape[0]
+        if step % log_every == 0 or step == steps:
+            running = loss_sum.item() / seen  # waits for the device: only every log_every steps
+            if not math.isfinite(running) or running > max_loss:
+                raise Diverged(f"training loss reached {running:.4g} at epoch {epoch + 1}, step {step} "
+                               f"(limit {max_loss:.4g}); try a smaller lr (was {config.lr})")
+            bar.set_postfix(loss=f"{running:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
+        bar.update(1)
+    return loss_sum.item() / seen, correct.item() / seen, seen
 
 
 def train(
     model: nn.Module,
     data,
-    epochs: int = 1,
-    batch_size: int = 128,
-    lr: float | None = None,
-    optimizer: str = "sgd",
-    weight_decay: float | None = None,
-    momentum: float = 0.9,
-    seed: int = 0,
+    config: TrainConfig | None = None,
+    *,
     device: str | torch.device | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = True,
     amp: bool = True,
-    augment: bool = True,
     progress: bool = True,
     num_workers: int = 0,
     max_loss: float | None = None,
     log_every: int = 25,
     on_epoch_end: Callable[[dict], None] | None = None,
+    **settings,
 ) -> TrainResult:
     """Train ``model`` on ``data = (train_split, test_split)``; evaluate on the test split after every epoch.
 
-    ``lr``/``weight_decay`` default by optimizer (SGD: 0.1 / 5e-4, AdamW: 1e-3 / 0.05). ``augment``: the
-    dataset's standard training augmentation. ``checkpoint_dir``: where ``checkpoint.pt`` is written at
-    each epoch end and, with ``resume``, read back to continue. ``max_loss``: a training loss above it
-    counts as divergence (default ``100 * ln(number of classes)``). ``log_every``: batches between
-    progress-bar updates (each one waits for the device). ``on_epoch_end(record)`` is called with each
-    epoch's history record. Returns a :class:`TrainResult`.
+    ``config``: a :class:`TrainConfig`, or its fields as keywords (``epochs=3, lr=0.05``), not both.
+    ``checkpoint_dir``: where ``checkpoint.pt`` is written at each epoch end and, with ``resume``, read back
+    to continue. ``amp``: mixed precision on CUDA. ``max_loss``: a training loss above it counts as
+    divergence (default ``100 * ln(number of classes)``). ``log_every``: batches between progress-bar
+    updates (each one waits for the device). ``on_epoch_end(record)`` is called with each epoch's history
+    record. Returns a :class:`TrainResult`.
     """
+    # 1. check the inputs
     start_wall = time.perf_counter()
+    if config is not None and settings:
+        raise TypeError(f"give a TrainConfig or its fields ({', '.join(sorted(settings))}), not both")
+    unknown = sorted(set(settings) - set(_CONFIG_FIELDS))
+    if unknown:
+        raise TypeError(f"train() got unexpected keyword argument(s) {', '.join(unknown)}; "
+                        f"the TrainConfig fields are {', '.join(_CONFIG_FIELDS)}")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError("data must be a pair (train_split, test_split), e.g. kr_lib.data.load_splits(name)")
     train_split, test_split = _check_split(data[0], "data[0] (train split)"), _check_split(data[1], "data[1] (test split)")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("log_every", log_every)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    lr = DEFAULT_LR[optimizer] if lr is None else float(lr)
-    weight_decay = DEFAULT_WEIGHT_DECAY[optimizer] if weight_decay is None else float(weight_decay)
-    if not lr > 0:
-        raise ValueError(f"lr must be positive, got {lr}")
+    config = config if config is not None else TrainConfig(**settings)
+    positive_int(log_every, "log_every")
     info = train_split.info
     max_loss = 100 * math.log(max(info.num_classes, 2)) if max_loss is None else float(max_loss)
     device = resolve_device(device)
-    config = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-              "weight_decay": weight_decay, "momentum": momentum, "seed": seed, "augment": augment,
-              "dataset": info.name, "train_size": len(train_split), "test_size": len(test_split)}
+    config_dict = {**asdict(config), "dataset": info.name, "train_size": len(train_split), "test_size": len(test_split)}
 
-    torch.manual_seed(seed)  # anything random inside the model (dropout)
-    shuffle_gen = torch.Generator().manual_seed(seed)
-    augment_gen = torch.Generator().manual_seed(seed + 1)
+    # 2. seed, and put the model and the data on the device
+    torch.manual_seed(config.seed)  # anything random inside the model (dropout)
+    shuffle_gen = torch.Generator().manual_seed(config.seed)
+    augment_gen = torch.Generator().manual_seed(config.seed + 1)
     model.to(device)
     if isinstance(train_split, TensorData):
         train_split = train_split.to(device)
     if isinstance(test_split, TensorData):
         test_split = test_split.to(device)
     autocast, amp_dtype = _autocast(device, amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16")
 
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on BatchNorm and biases
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if optimizer == "sgd":
-        opt = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
-    else:
-        opt = torch.optim.AdamW(groups, lr=lr)
-    steps_per_epoch = _num_batches(len(train_split), batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    # 3. optimizer, schedule, gradient scaler
+    steps_per_epoch = _num_batches(len(train_split), config.batch_size)
+    opt, scheduler = build_optimizer(model, config, config.epochs * steps_per_epoch)
+    state = _State(model, opt, scheduler, torch.amp.GradScaler("cuda", enabled=amp_dtype == "float16"),
+                   shuffle_gen, augment_gen)
 
+    # 4. resume after the last finished epoch of a checkpoint
     history: list[dict] = []
     first_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     if ckpt_path is not None and resume and ckpt_path.is_file():
-        # on the CPU: the generator states must be CPU tensors; load_state_dict moves the rest to the device
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        for key in ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "momentum", "seed", "augment",
-                    "dataset", "train_size"):
-            if state["config"].get(key) != config[key]:
-                raise ValueError(
-                    f"checkpoint {ckpt_path} was made with {key}={state['config'].get(key)!r}, this run asks for "
-                    f"{config[key]!r}; use another checkpoint_dir or resume=False to start over"
-                )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when the checkpoint was made without float16 scaling (CPU, bfloat16)
-            scaler.load_state_dict(state["scaler"])
-        shuffle_gen.set_state(state["shuffle_rng"])
-        augment_gen.set_state(state["augment_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        history = list(state["history"])
-        first_epoch = int(state["epoch"])
+        first_epoch, history = load_checkpoint(ckpt_path, state, config_dict)
     if ckpt_path is not None:
         ckpt_path.parent.mkdir(parents=True, exist_ok=True)
 
-    from .progress import progress_bar
-
+    # 5. each epoch: train, evaluate, checkpoint, report
     cuda_ctx = contextlib.nullcontext()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -281,36 +386,14 @@ def train(
     status, message = "completed", ""
     train_time, samples_seen = 0.0, 0
     with cuda_ctx:
-        for epoch in range(first_epoch, epochs):
-            model.train()
+        for epoch in range(first_epoch, config.epochs):
             epoch_start = time.perf_counter()
-            loss_sum = torch.zeros((), device=device, dtype=_sum_dtype(device))
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            bar = progress_bar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{epochs}", enabled=progress,
-                       leave=False, dynamic_ncols=True)
+            bar = progress_bar(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", enabled=progress,
+                               leave=False, dynamic_ncols=True)
             try:
-                batches = _batches(train_split, batch_size, device, True, shuffle_gen, num_workers)
-                for step, (x, y) in enumerate(batches, start=1):
-                    x = prepare_batch(x, info, train=augment, generator=augment_gen)
-                    with autocast():
-                        logits = model(x)
-                        loss = F.cross_entropy(logits.float(), y)
-                    opt.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                    scheduler.step()
-                    loss_sum += loss.detach() * y.shape[0]
-                    correct += (logits.detach().argmax(dim=1) == y).sum()
-                    seen += y.shape[0]
-                    if step % log_every == 0 or step == steps_per_epoch:
-                        running = loss_sum.item() / seen  # waits for the device: only every log_every steps
-                        if not math.isfinite(running) or running > max_loss:
-                            raise Diverged(f"training loss reached {running:.4g} at epoch {epoch + 1}, step {step} "
-                                           f"(limit {max_loss:.4g}); try a smaller lr (was {lr})")
-                        bar.set_postfix(loss=f"{running:.4f}", acc=f"{correct.item() / seen:.4f}", refresh=False)
-                    bar.update(1)
+                train_loss, train_acc, seen = train_epoch(
+                    state, train_split, info, config, epoch, device=device, autocast=autocast, max_loss=max_loss,
+                    log_every=log_every, num_workers=num_workers, bar=bar)
             except Diverged as err:
                 status, message = "diverged", str(err)
                 break
@@ -321,25 +404,23 @@ def train(
             epoch_train_time = time.perf_counter() - epoch_start
             train_time += epoch_train_time
             samples_seen += seen
-            test_loss, test_acc = evaluate(model, test_split, 2 * batch_size, device, amp, num_workers)
-            record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": loss_sum.item() / seen,
-                      "train_accuracy": correct.item() / seen, "test_loss": test_loss, "test_accuracy": test_acc,
+            test_loss, test_acc = evaluate(model, test_split, 2 * config.batch_size, device, amp, num_workers)
+            record = {"epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "train_loss": train_loss,
+                      "train_accuracy": train_acc, "test_loss": test_loss, "test_accuracy": test_acc,
                       "train_time_s": epoch_train_time, "samples_per_second": seen / epoch_train_time}
             if not math.isfinite(test_loss):
                 status, message = "diverged", f"test loss is {test_loss} after epoch {epoch + 1}; try a smaller lr"
                 break
             history.append(record)
             if ckpt_path is not None:
-                _save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                              "shuffle_rng": shuffle_gen.get_state(), "augment_rng": augment_gen.get_state(),
-                              "torch_rng": torch.get_rng_state(), "history": history, "config": config}, ckpt_path)
+                save_checkpoint(ckpt_path, state, epoch + 1, history, config_dict)
             if progress:
-                bar.write(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} "
-                           f"acc {record['train_accuracy']:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f}")
+                bar.write(f"epoch {epoch + 1}/{config.epochs}: train loss {train_loss:.4f} acc {train_acc:.4f} | "
+                          f"test loss {test_loss:.4f} acc {test_acc:.4f}")
             if on_epoch_end is not None:
                 on_epoch_end(record)
 
+    # 6. the result
     peak, peak_kind = _peak_memory(device)
     done = status == "completed" and history
     return TrainResult(
@@ -353,11 +434,11 @@ def train(
         peak_memory_bytes=peak,
         peak_memory_kind=peak_kind,
         device=str(device),
-        seed=seed,
+        seed=config.seed,
         amp=amp_dtype,
         resumed_from_epoch=first_epoch,
         message=message,
-        config=config,
+        config=config_dict,
     )
 
 

@@ -45,6 +45,70 @@ def test_run_id_depends_on_the_science_only():
     assert run_id(scientific(p)).startswith("bottleneck-kr1over4-R8-seed0-")
 
 
+def _committed_records(dataset: str, n: int) -> list[Path]:
+    """The first ``n`` of a dataset's records that git tracks (what is committed, not a sweep's new ones)."""
+    listed = subprocess.run(["git", "ls-files", f"results/{dataset}/*.json"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.split()
+    return [ROOT / p for p in sorted(listed)][:n] or sorted((ROOT / "results" / dataset).glob("*.json"))[:n]
+
+
+@pytest.mark.parametrize("dataset", ["fashion_mnist", "moving_fashion_mnist"])
+def test_committed_records_keep_their_run_ids(dataset):
+    """The id recomputed from a committed record's parameters, checked as a run's are, is its file name:
+    the parameter checks and the id's hash have not moved under the records."""
+    paths = _committed_records(dataset, 6)
+    assert len(paths) >= 3, f"expected committed records in results/{dataset}"
+    for path in paths:
+        record = json.loads(path.read_text())
+        checked = check_parameters({k: v for k, v in record["parameters"].items() if k in DEFAULTS})
+        assert checked.run_id == run_id(scientific(record["parameters"])) == path.stem
+        assert checked.mode == record["mode"]
+
+
+def test_checked_parameters_are_a_frozen_mapping_with_their_id():
+    import dataclasses
+
+    from kr_lib.runs import AblationParams
+
+    p = check_parameters({"design": "bottleneck", "kr_ratio": "1/4", "R": 8})
+    assert isinstance(p, AblationParams) and check_parameters(p) is p
+    assert p.run_id == run_id(p.scientific) and p["mode"] == p.mode == "fixed_r"
+    assert list(p) == [*DEFAULTS, "mode"] and dict(p)["kr_ratio"] == "1/4"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.seed = 1
+    moved = p.replace(device="cpu", output_dir="/elsewhere")
+    assert moved.run_id == p.run_id and moved.output_dir == "/elsewhere" and p.output_dir is None
+    assert p.replace(seed=1).run_id != p.run_id
+    with pytest.raises(ValueError, match="epochs must be a positive int"):
+        p.replace(epochs=0)
+    assert p.record_path() == p.results_root / "fashion_mnist" / f"{p.run_id}.json"
+
+
+def test_runs_modules_import_without_a_circle_and_pages_without_the_runner():
+    code = ("import sys; import kr_lib.runs.records, kr_lib.runs.pages; "
+            "print(sorted(m for m in ('kr_lib.runs.runner', 'kr_lib.runs.ray_runner', 'papermill', 'torch') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    # no import circle among the modules of kr_lib.runs (function-local imports counted too)
+    import ast
+
+    graph = {}
+    for path in (ROOT / "kr_lib" / "runs").glob("*.py"):
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported.add(node.module or "")
+        graph[path.stem] = {m.split(".")[0] for m in imported} - {""}
+    assert "ablation" not in graph["records"]
+
+    def reaches(start, target, seen=()):
+        return any(m == target or (m not in seen and reaches(m, target, (*seen, m))) for m in graph.get(start, ()))
+
+    assert not [m for m in graph if m != "__init__" and reaches(m, m)]
+
+
 def test_write_json_atomic_leaves_only_the_file(tmp_path):
     path = write_json_atomic({"a": float("nan"), "b": [1.5, float("inf")]}, tmp_path / "x" / "r.json")
     assert json.loads(path.read_text()) == {"a": None, "b": [1.5, None]}
@@ -181,7 +245,13 @@ def test_namespace_with_an_unknown_name_stops():
 
 
 def test_notebook_declares_exactly_the_library_parameters():
-    assert set(notebook_parameters(ROOT / "notebooks" / "ablation.ipynb")) == set(DEFAULTS)
+    import ast
+
+    declared = notebook_parameters(ROOT / "notebooks" / "ablation.ipynb")
+    assert set(declared) == set(DEFAULTS)
+    # and with the same defaults: the parameters cell is DEFAULTS, value for value, in the same order
+    assert list(declared) == list(DEFAULTS)
+    assert {name: ast.literal_eval(text) for name, text in declared.items()} == DEFAULTS
 
 
 def test_command_line_values_are_data_never_code():

@@ -1,6 +1,7 @@
 """The training loop on real data (small Fashion-MNIST / moving Fashion-MNIST subsets, a few tiny epochs)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from kr_lib.data import DatasetInfo, TensorData, get_dataset, load_splits
 from kr_lib.models import build_model
-from kr_lib.train import CHECKPOINT_NAME, TrainResult, evaluate, train
+from kr_lib.train import CHECKPOINT_NAME, TrainConfig, TrainResult, evaluate, train
 
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "lr")
 
@@ -141,3 +142,36 @@ def test_ucf101_clips_from_avi_files_train_end_to_end(tmp_path):
     result = train(model, data, epochs=2, batch_size=4, progress=False)
     assert result.status == "completed" and len(result.history) == 2
     assert all(data[0].cache_file(v).is_file() for v in range(len(data[0].videos)))  # decoded once, cached
+
+
+def test_train_config_is_checked_and_resolves_the_optimizer_defaults():
+    assert TrainConfig(optimizer="adamw").lr == 1e-3 and TrainConfig(optimizer="adamw").weight_decay == 0.05
+    assert TrainConfig() == TrainConfig(lr=0.1, weight_decay=5e-4)  # defaults filled in: compared whole
+    for bad, message in (({"epochs": 0}, "epochs must be a positive int"), ({"optimizer": "adam"}, "optimizer"),
+                         ({"lr": 0}, "lr must be positive"), ({"batch_size": True}, "batch_size")):
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**bad)
+
+
+def test_a_checkpoint_resumes_only_under_its_own_config(tmp_path):
+    from kr_lib.data import TensorData, dataset_info
+
+    info = dataset_info("fashion_mnist")
+    g = torch.Generator().manual_seed(0)
+    synthetic = TensorData(torch.randint(0, 256, (64, 1, 28, 28), generator=g, dtype=torch.uint8),
+                           torch.randint(0, 10, (64,), generator=g), info)
+    config = TrainConfig(epochs=1, batch_size=32, seed=0)
+    first = train(small_model(info, "separable", "1/2", R=4), (synthetic, synthetic), config, progress=False,
+                  checkpoint_dir=tmp_path)
+    again = train(small_model(info, "separable", "1/2", R=4), (synthetic, synthetic), config, progress=False,
+                  checkpoint_dir=tmp_path)
+    assert again.resumed_from_epoch == 1 and again.history == first.history  # nothing left to train
+    for change in ({"momentum": 0.5}, {"augment": False}, {"weight_decay": 0.0}):
+        other = TrainConfig(**{**dataclasses.asdict(config), **change})
+        with pytest.raises(ValueError, match=f"made with {next(iter(change))}="):
+            train(small_model(info, "separable", "1/2", R=4), (synthetic, synthetic), other, progress=False,
+                  checkpoint_dir=tmp_path)
+    with pytest.raises(TypeError, match="not both"):
+        train(small_model(info), (synthetic, synthetic), config, epochs=2)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        train(small_model(info), (synthetic, synthetic), epoch=2)

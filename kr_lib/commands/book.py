@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import argparse
 
+from kr_lib.project import add_project_argument, find_project
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="default", choices=["default", "tiny"],
                         help="parameters of the executed pages: the book's defaults, or tiny ones for tests")
     parser.add_argument("--output", default=None,
-                        help="folder that receives _build/html (default: the repository)")
+                        help="folder that receives _build/html (default: the project)")
     parser.add_argument("--force", action="store_true", help="execute every page again, ignoring the stamps")
+    add_project_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,6 +21,6 @@ def run(args: argparse.Namespace) -> int:
     from ..book import build_book
 
     started = time.perf_counter()
-    index = build_book(args.output, preset=args.preset, force=args.force)
+    index = build_book(args.output, preset=args.preset, force=args.force, root=find_project(args.project))
     print(f"kr book: built in {time.perf_counter() - started:.0f} s; open {index}")
     return 0

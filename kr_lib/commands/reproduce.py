@@ -6,6 +6,7 @@ import argparse
 
 import pandas as pd
 
+from kr_lib.project import add_project_argument, find_project
 from kr_lib.runs.reproduce import GPU_ACCURACY_TOLERANCE, GPU_LOSS_RTOL, reproduce
 
 
@@ -20,11 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-weights", action="store_true",
                         help="rerun on the CPU and, if the metrics are identical, save the trained weights "
                              "beside the record (for records made before weights were kept)")
+    add_project_argument(parser)
 
 
 def run(args) -> int:
     cmp = reproduce(args.record, device=args.device, output_dir=args.output_dir, accuracy_tol=args.accuracy_tol,
-                    loss_rtol=args.loss_rtol, save_weights=args.save_weights)
+                    loss_rtol=args.loss_rtol, save_weights=args.save_weights,
+                    notebook=find_project(args.project) / "notebooks" / "ablation.ipynb")
     table = pd.DataFrame({"original": cmp.original, "rerun": cmp.rerun, "difference": cmp.differences})
     print(table.to_string())
     print(f"rule: {cmp.rule}; {'AGREE' if cmp.agree else 'DIFFER'}")

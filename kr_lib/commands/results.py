@@ -8,18 +8,21 @@ from pathlib import Path
 
 import pandas as pd
 
+from kr_lib.project import add_project_argument, find_project
 from kr_lib.runs.records import aggregate, read_records, records_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="dataset name (the folder <results-dir>/<dataset>)")
-    parser.add_argument("--results-dir", default="results", help="results root (default: results)")
+    parser.add_argument("--results-dir", default=None, help="results root (default: the project's results/)")
     parser.add_argument("--runs", action="store_true", help="one row per run instead of per configuration")
     parser.add_argument("--csv", default=None, metavar="FILE", help="also write the table as CSV")
+    add_project_argument(parser)
 
 
 def run(args) -> int:
-    folder = Path(args.results_dir) / args.dataset
+    results_dir = Path(args.results_dir) if args.results_dir is not None else find_project(args.project) / "results"
+    folder = results_dir / args.dataset
     records, corrupt = read_records(folder)
     for bad in corrupt:
         print(f"corrupt record {bad.path}: {bad.reason}", file=sys.stderr)

@@ -1,8 +1,8 @@
-"""Result records of ablation runs: identity, atomic writing, reading, aggregation.
+"""Result records of ablation runs: atomic writing, reading, aggregation.
 
 A record is one JSON file ``<results>/<dataset>/<run_id>.json`` (the executed notebook
-``<run_id>.ipynb`` beside it). ``run_id`` depends only on the *scientific* parameters
-(:data:`kr_lib.runs.ablation.SCIENTIFIC`: dataset, design, K/R, R or budget, depth, epochs, batch size,
+``<run_id>.ipynb`` beside it). ``run_id`` (:mod:`kr_lib.runs.identity`) depends only on the *scientific*
+parameters (:data:`~kr_lib.runs.identity.SCIENTIFIC`: dataset, design, K/R, R or budget, depth, epochs, batch size,
 optimizer, lr, seed, training subset, ...), never on the device or the folders, so a sweep started
 again finds the runs it already finished.
 
@@ -25,64 +25,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
 import pandas as pd
 
 from ..atomic import write_json_atomic
+from ..project import find_project
+from .identity import (  # noqa: F401 (re-exported: the record's identity lives in kr_lib.runs.identity)
+    SCIENTIFIC, STAGED_SUFFIX, canonical, default_output_dir, record_path, run_id, staged_path,
+)
 
 SCHEMA = 1
 STATUSES = ("completed", "diverged", "failed")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def default_output_dir() -> Path:
-    """Where a notebook run writes its record when no folder is named: ``$KR_RESULTS_DIR``, else
-    ``_build/runs`` of the checkout (scratch, never committed). ``kr ablate``/``kr sweep`` name
-    ``results/`` explicitly."""
-    env = os.environ.get("KR_RESULTS_DIR")
-    return Path(env) if env else REPO_ROOT / "_build" / "runs"
-
-
-def _canonical(value):
-    """JSON-stable form of a parameter value (K/R as its exact fraction, floats rounded to 12 digits)."""
-    if isinstance(value, Fraction):
-        return str(value)
-    if isinstance(value, float):
-        return float(f"{value:.12g}")
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in sorted(value.items())}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def _slug(value) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", str(value)).strip("-")
-
-
-def run_id(scientific: Mapping[str, Any]) -> str:
-    """A file-name-safe id of a run: readable prefix (design, K/R, R or budget, seed) and a 10-digit hash
-    of all scientific parameters. Equal parameters give equal ids on every machine.
-
-    >>> run_id({"dataset": "fashion_mnist", "design": "dense", "kr_ratio": "1", "R": 16, "param_budget": None,
-    ...         "seed": 0})[:22]
-    'dense-kr1-R16-seed0-'
-    """
-    canon = _canonical(dict(scientific))
-    digest = hashlib.sha256(json.dumps(canon, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:10]
-    size = f"R{canon['R']}" if canon.get("R") is not None else f"budget{canon.get('param_budget')}"
-    kr = _slug(str(canon.get("kr_ratio")).replace("/", "over"))
-    return f"{_slug(canon.get('design'))}-kr{kr}-{size}-seed{canon.get('seed')}-{digest}"
-
-
-def record_path(output_dir: str | os.PathLike, dataset: str, rid: str) -> Path:
-    """``<output_dir>/<dataset>/<run_id>.json``."""
-    return Path(output_dir) / dataset / f"{rid}.json"
+def __getattr__(name: str):
+    # REPO_ROOT was the checkout above the package; it is the project the working directory is in now
+    # (kr_lib.project.find_project), so that an installed library never points into site-packages.
+    if name == "REPO_ROOT":
+        return find_project()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def validate_record(record: Mapping) -> None:
@@ -98,17 +62,6 @@ def validate_record(record: Mapping) -> None:
         acc = (record.get("metrics") or {}).get("test_accuracy")
         if not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
             raise ValueError(f"a completed record needs metrics.test_accuracy in [0, 1], got {acc!r}")
-
-
-#: Suffix of a staged record: written by the notebook, renamed to ``.json`` by the runner once the executed
-#: notebook is saved beside it (so a record never exists without its notebook, whenever a sweep is killed).
-STAGED_SUFFIX = ".json.staged"
-
-
-def staged_path(path: str | os.PathLike) -> Path:
-    """``<run_id>.json`` -> ``<run_id>.json.staged``."""
-    path = Path(path)
-    return path.with_name(path.stem + STAGED_SUFFIX)
 
 
 def write_record(record: Mapping, output_dir: str | os.PathLike, staged: bool = False) -> Path:
@@ -142,6 +95,19 @@ def read_record(path: str | os.PathLike) -> dict:
     return record
 
 
+def recorded_status(path: str | os.PathLike, retry_failed: bool = False) -> str | None:
+    """The status of the valid record at ``path``, or None when the run must be done: no record, a corrupt
+    one (redone; ``kr results`` reports it until then), or a failed one with ``retry_failed``."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        status = read_record(path)["status"]
+    except ValueError:
+        return None
+    return None if (retry_failed and status == "failed") else status
+
+
 @dataclass
 class CorruptRecord:
     """A file under a results folder that could not be read as a record, and why."""
@@ -167,7 +133,7 @@ def read_records(folder: str | os.PathLike) -> tuple[list[dict], list[CorruptRec
 
 #: Columns of :func:`records_table`, in order.
 TABLE_COLUMNS = ["run_id", "status", "design", "mode", "kr_ratio", "kr_fraction", "R", "K", "param_budget",
-                 "parameters", "df", "naive_count", "flops", "weighted_kr", "seed", "epochs", "train_limit",
+                 "budget_error", "parameters", "df", "naive_count", "flops", "weighted_kr", "seed", "epochs", "train_limit",
                  "test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy", "wall_time_s", "run_time_s",
                  "device", "preset"]
 
@@ -188,7 +154,8 @@ def run_time_s(record: Mapping) -> float | None:
 
 
 def records_table(records: Iterable[Mapping]) -> pd.DataFrame:
-    """One row per record (columns :data:`TABLE_COLUMNS`), values read from the records, never recomputed."""
+    """One row per record (columns :data:`TABLE_COLUMNS`), values read from the records, never recomputed
+    (``budget_error``: a budget run's relative distance from its budget, ``model.budget_error``)."""
     rows = []
     for r in records:
         p, m, net, model = r["parameters"], r.get("metrics") or {}, r.get("network") or {}, r.get("model") or {}
@@ -196,6 +163,8 @@ def records_table(records: Iterable[Mapping]) -> pd.DataFrame:
             "run_id": r["run_id"], "status": r["status"], "design": model.get("design", p.get("design")),
             "mode": r.get("mode"), "kr_ratio": model.get("kr_ratio"), "kr_fraction": model.get("kr_fraction", p.get("kr_ratio")),
             "R": model.get("R"), "K": model.get("K"), "param_budget": p.get("param_budget"),
+            # the budget solver's relative distance from the budget: parameters / param_budget - 1
+            "budget_error": model.get("budget_error"),
             "parameters": net.get("total_parameters", model.get("parameters")), "df": net.get("df"),
             "naive_count": net.get("naive_count"), "flops": net.get("flops_per_sample"),
             "weighted_kr": net.get("weighted_kr"), "seed": p.get("seed"), "epochs": p.get("epochs"),
@@ -243,15 +212,13 @@ def same_networks(records: Iterable[Mapping]) -> pd.DataFrame:
     each run's test accuracy and torch thread count, plus whether the accuracies are equal (on the CPU they
     are when the thread counts are: the thread count sets the order of floating-point sums). Empty when no
     two runs coincide."""
-    from .ablation import SCIENTIFIC  # records is imported by ablation
-
     groups: dict[str, list[Mapping]] = {}
     for r in records:
         if r.get("status") != "completed" or not r.get("model"):
             continue
         model = {k: v for k, v in r["model"].items() if k not in ("param_budget", "budget_error")}
         training = {k: r["parameters"].get(k) for k in SCIENTIFIC if k not in ("R", "param_budget")}
-        key = json.dumps(_canonical({"model": model, "training": training}), sort_keys=True)
+        key = json.dumps(canonical({"model": model, "training": training}), sort_keys=True)
         groups.setdefault(key, []).append(r)
     rows = []
     for group in groups.values():

@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .ablation import SCIENTIFIC
+from ..atomic import atomic_open, write_json_atomic
+from .identity import scientific
 from .records import read_record
+from .notebook_run import execute_run
+from .weights import file_sha256, weights_path
 
 GPU_ACCURACY_TOLERANCE = 0.01
 GPU_LOSS_RTOL = 0.02
@@ -63,15 +66,15 @@ def compare_metrics(original: Mapping, rerun: Mapping, exact: bool, accuracy_tol
 
 def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: str | os.PathLike | None = None,
               accuracy_tol: float = GPU_ACCURACY_TOLERANCE, loss_rtol: float = GPU_LOSS_RTOL,
-              progress: bool = False, save_weights: bool = False) -> Comparison:
+              progress: bool = False, save_weights: bool = False,
+              notebook: str | os.PathLike | None = None) -> Comparison:
     """Run ``record_file``'s scientific parameters again (through the notebook, into ``output_dir``, by default
     a temporary folder) on ``device`` and compare: exact when both runs used the CPU, else within tolerance.
 
     ``save_weights``: the rerun must be on the CPU (``device`` "auto" or "cpu") and the original record too;
     when the metrics are identical the rerun's weights are saved beside ``record_file`` and the record names
-    them (``weights``); otherwise nothing is saved (``Comparison.weights_path`` is None)."""
-    from .sweep import execute_run
-
+    them (``weights``); otherwise nothing is saved (``Comparison.weights_path`` is None). ``notebook``: the
+    ablation notebook (default: the project's, :func:`kr_lib.runs.notebook_run.default_notebook`)."""
     original = read_record(record_file)
     if save_weights:
         if device not in ("auto", "cpu"):
@@ -82,12 +85,12 @@ def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: 
         if original.get("status") != "completed":
             raise ValueError(f"{Path(record_file).name} is {original.get('status')!r}: only completed runs have weights")
         device = "cpu"
-    params = {k: original["parameters"][k] for k in SCIENTIFIC}
+    params = scientific(original["parameters"])
     params["device"] = device
     params["threads"] = (original.get("timing") or {}).get("torch_threads")  # CPU sums depend on the thread count
     with tempfile.TemporaryDirectory(prefix="kr-reproduce-") as tmp:
         out = Path(output_dir) if output_dir else Path(tmp)
-        outcome = execute_run(params, out, progress=progress)
+        outcome = execute_run(params, out, notebook=notebook, progress=progress)
         rerun = read_record(outcome.path)
         exact = str(original.get("device", "")).startswith("cpu") and str(rerun.get("device", "")).startswith("cpu")
         agree, diffs = compare_metrics(original, rerun, exact, accuracy_tol, loss_rtol)
@@ -99,9 +102,6 @@ def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: 
 
 def _keep_weights(record_file, original: dict, rerun_path: Path, rerun: dict) -> Path:
     """Copy the identical rerun's weights beside the original record (atomically), then name them in it."""
-    from ..atomic import atomic_open, write_json_atomic
-    from .weights import file_sha256, weights_path
-
     source = weights_path(rerun_path)
     if not rerun.get("weights") or not source.is_file() or file_sha256(source) != rerun["weights"]["sha256"]:
         raise RuntimeError(f"the rerun of {Path(record_file).name} finished without its weights file")

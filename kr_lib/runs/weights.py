@@ -91,7 +91,7 @@ def model_from_record(record_path: str | os.PathLike, device="cpu"):
     """The trained network of a record: built from its parameters (``kr_lib.models.build_model``), its saved
     weights loaded, in eval mode on ``device``."""
     from ..data import dataset_info
-    from .ablation import build_network
+    from .parameters import build_network
 
     record, _ = _record_and_path(record_path)
     state = load_weights(record_path)
