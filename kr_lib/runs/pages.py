@@ -20,7 +20,7 @@ import pandas as pd
 from ..provenance import code_changes
 from .ablation import RUN_CODE
 from .records import provenance_summary, records_table, same_networks
-from .sweep import book_progress, fill_commands
+from .presets import book_progress, fill_commands
 
 TITLES = {"fashion_mnist": "Fashion-MNIST", "moving_fashion_mnist": "Moving Fashion-MNIST", "cifar10": "CIFAR-10",
           "svhn": "SVHN", "ucf101": "UCF101"}

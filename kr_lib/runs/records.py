@@ -34,7 +34,7 @@ import pandas as pd
 from ..atomic import write_json_atomic
 from ..project import find_project
 from .identity import (  # noqa: F401 (re-exported: the record's identity lives in kr_lib.runs.identity)
-    SCIENTIFIC, STAGED_SUFFIX, canonical, default_output_dir, record_path, run_id, staged_path,
+    SCIENTIFIC, STAGED_SUFFIX, canonical, default_output_dir, record_path, run_id, scientific, staged_path,
 )
 
 SCHEMA = 1
@@ -92,7 +92,25 @@ def read_record(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: {err}") from None
     if path.stem != record["run_id"]:
         raise ValueError(f"{path}: file name does not match its run_id {record['run_id']!r}")
+    check_run_id(record)
     return record
+
+
+def check_run_id(record: Mapping) -> None:
+    """Raise ``ValueError`` when a record's parameters do not give its ``run_id`` (the id is a hash of the
+    scientific parameters, :func:`~kr_lib.runs.identity.run_id`): a record edited by hand, or one whose
+    parameters lack a scientific name, is corrupt -- its numbers are not those of the run its id names."""
+    params = record["parameters"]
+    if not isinstance(params, Mapping):
+        raise ValueError(f"parameters must be a mapping, got {type(params).__name__}")
+    missing = [k for k in SCIENTIFIC if k not in params]
+    if missing:
+        raise ValueError(f"parameters lack {', '.join(missing)}, so they cannot be checked against run_id "
+                         f"{record['run_id']!r}")
+    expected = run_id(scientific(params))
+    if expected != record["run_id"]:
+        raise ValueError(f"its parameters give the run id {expected!r}, not its own {record['run_id']!r}: the "
+                         "record was edited after the run; delete it (a sweep then runs it again) or restore it")
 
 
 def recorded_status(path: str | os.PathLike, retry_failed: bool = False) -> str | None:
@@ -133,9 +151,9 @@ def read_records(folder: str | os.PathLike) -> tuple[list[dict], list[CorruptRec
 
 #: Columns of :func:`records_table`, in order.
 TABLE_COLUMNS = ["run_id", "status", "design", "mode", "kr_ratio", "kr_fraction", "R", "K", "param_budget",
-                 "budget_error", "parameters", "df", "naive_count", "flops", "weighted_kr", "seed", "epochs", "train_limit",
-                 "test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy", "wall_time_s", "run_time_s",
-                 "device", "preset"]
+                 "budget_error", "parameters", "df", "naive_count", "flops", "weighted_kr", "seed", "epochs",
+                 "train_limit", "test_accuracy", "best_test_accuracy", "test_loss", "train_accuracy", "wall_time_s",
+                 "run_time_s", "device", "preset"]
 
 
 def run_time_s(record: Mapping) -> float | None:
