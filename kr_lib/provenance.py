@@ -92,7 +92,9 @@ def stamp() -> str:
 
     from . import __version__
 
-    return f"kr_lib {__version__} (source {source_hash()}), torch {torch.__version__}, commit {git_commit() or 'n/a'}"
+    commit = git_commit()
+    short = (commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")) if commit else "n/a"  # fits a page line
+    return f"kr_lib {__version__} (source {source_hash()}), torch {torch.__version__}, commit {short}"
 
 
 def code_changes(commits, paths, root: Path | None = None) -> list[dict] | None:

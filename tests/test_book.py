@@ -1,11 +1,15 @@
 """The book builds on tiny parameters and reads well in a real browser (Debian's headless Chromium).
 
-Every page of _toc.yml is opened over HTTP: it loads with no console error, its internal links
-resolve, its math is typeset by MathJax, its figures decode, and notebook pages carry a Binder
-launch link to this repository's notebook.
+Every page of _toc.yml is opened over HTTP in a 1400 px window: it loads with no console error, its
+internal links resolve, its math is typeset by MathJax, its figures decode, notebook pages carry a
+Binder launch link to this repository's notebook, and it reads like a book: no table, figure or output
+wider than the content column, no output line cut off, no raw TeX outside rendered math, no absolute
+path of the machine that built it, no file named that is not in the repository, and a title of its own.
 """
 import functools
+import html
 import http.server
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -66,6 +70,49 @@ def browser():
         b.close()
 
 
+#: Text of a page that names a file: a path with a suffix the project uses (placeholders like <run_id> excluded).
+FILE_NAME = re.compile(r"(?<![\w/.<-])((?:[\w.-]+/)*[\w-]+\.(?:md|py|ipynb|yaml|yml|json|csv|txt|sh))\b")
+#: TeX that was meant to be rendered: a control word with an argument, or a $...$ pair, in plain text.
+RAW_TEX = re.compile(r"\\(?:frac|mathrm|mathcal|min|max|sum|prod|sqrt|widetilde|text|times|le|ge)\b|\$[^$\s][^$]*\$")
+MACHINE_PATH = re.compile(r"(?:/work/|/root/|/home/|/tmp/|/usr/local/|site-packages|/\S*_build/)")  # absolute paths
+
+
+def _title(path: Path) -> str:
+    match = re.search(r"<title>(.*?)</title>", path.read_text(), re.S)
+    return html.unescape(match.group(1)).strip() if match else ""
+
+
+def test_every_page_has_a_title_of_its_own(html_dir):
+    titles = {page: _title(html_dir / f"{page}.html") for page in _toc_pages()}
+    seen: dict[str, str] = {}
+    for page, title in titles.items():
+        assert title, f"{page}: no <title>"
+        assert title not in seen, f"{page} and {seen.get(title)} share the title {title!r}"
+        seen[title] = page
+
+
+def _layout_problems(tab) -> dict:
+    """Measured in the browser: what sticks out of the content column, what is cut, what text is shown."""
+    return tab.evaluate("""() => {
+        const main = document.querySelector('article.bd-article') || document.querySelector('article');
+        const limit = main.getBoundingClientRect().right + 2;
+        const name = e => e.tagName.toLowerCase() + (e.className && typeof e.className === 'string' ? '.' + e.className.split(' ')[0] : '');
+        const wide = [], cut = [];
+        for (const e of main.querySelectorAll('table, img, .cell_output pre, .cell_output .output')) {
+            const r = e.getBoundingClientRect();
+            if (r.width > 0 && r.right > limit) wide.push(name(e) + ' ' + Math.round(r.right - limit) + ' px');
+        }
+        for (const e of main.querySelectorAll('.cell_output pre, .cell_output table')) {
+            const box = e.closest('.output, pre') || e;
+            if (e.scrollWidth > e.parentElement.clientWidth + 2 || box.scrollWidth > box.clientWidth + 2)
+                cut.push(name(e) + ': ' + (e.innerText || '').split('\\n').find(l => l.length > 60)?.slice(0, 60));
+        }
+        const clone = main.cloneNode(true);
+        clone.querySelectorAll('mjx-container, script, style, .cell_input, pre, code, .math').forEach(e => e.remove());
+        return {wide, cut, prose: clone.innerText, all: main.innerText};
+    }""")
+
+
 def test_every_toc_page_was_built(html_dir):
     for page in _toc_pages():
         assert (html_dir / f"{page}.html").exists(), page
@@ -74,7 +121,7 @@ def test_every_toc_page_was_built(html_dir):
 
 @pytest.mark.parametrize("page", _toc_pages())
 def test_page_in_chromium(page, html_dir, server, browser):
-    tab = browser.new_page()
+    tab = browser.new_page(viewport={"width": 1400, "height": 900})
     errors = []
     tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -111,6 +158,19 @@ def test_page_in_chromium(page, html_dir, server, browser):
         assert (ROOT / source).exists()
         if f"{page}.ipynb" == source:  # a chapter; pages made from a summary notebook may have no data yet
             assert sizes, f"{page}: a notebook chapter without a figure"
+
+    # Reads like a book: nothing wider than the column, nothing cut, no raw TeX, no build paths, no
+    # file named that the reader cannot find in the repository.
+    layout = _layout_problems(tab)
+    assert not layout["wide"], f"{page}: wider than the content column: {layout['wide'][:5]}"
+    assert not layout["cut"], f"{page}: output cut off (scrolls sideways): {layout['cut'][:5]}"
+    tex = RAW_TEX.findall(layout["prose"])
+    assert not tex, f"{page}: raw TeX outside rendered math: {tex[:5]}"
+    paths = MACHINE_PATH.findall(layout["all"])
+    assert not paths, f"{page}: a path of the build machine on the page: {paths[:5]}"
+    for name in set(FILE_NAME.findall(layout["all"])):
+        found = (ROOT / name).exists() if "/" in name else any(ROOT.glob(f"**/{name}"))
+        assert found, f"{page}: names {name}, which is not in the repository"
 
     assert not errors, f"{page}: console errors {errors}"
     tab.close()

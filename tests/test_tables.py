@@ -1,0 +1,24 @@
+"""Tables as pages show them (kr_lib.tables)."""
+import math
+
+import pandas as pd
+import pytest
+
+from kr_lib.tables import book_table, format_number
+
+
+def test_numbers_read_as_a_reader_writes_them():
+    assert format_number(29146.0) == "29,146" and format_number(29146) == "29,146"
+    assert format_number(0.123456) == "0.123" and format_number(0.123456, 2) == "0.12"
+    assert format_number(float("nan")) == "–" and format_number(None) == "–"
+    assert format_number(12.0) == "12" and format_number("dense") == "dense"
+
+
+def test_book_table_keeps_the_asked_columns_and_formats_them():
+    frame = pd.DataFrame({"design": ["a", "b"], "budget": [29146.0, 1000.0], "acc": [0.91234, math.nan],
+                          "share": [0.25, 0.5], "noise": [1, 2]})
+    html = book_table(frame, ["design", "budget", "acc", "share"], percent=["share"]).to_html()
+    assert "29,146" in html and "0.912" in html and "25.0%" in html and "–" in html
+    assert "noise" not in html and "29146.000000" not in html
+    with pytest.raises(KeyError, match="no column"):
+        book_table(frame, ["nope"])
