@@ -194,3 +194,29 @@ def test_cp_teacher_on_video_inputs_runs_end_to_end():
     assert set(results.family) == {"cp", "dense"} and len(results) == 2 * 2 * 2
     compressed = results[results.student == "compressed"]
     assert compressed.df.nunique() == 1 and np.isfinite(results.estimation_error).all()
+
+
+def test_no_power_law_is_fitted_through_a_curve_that_does_not_fall():
+    rows = [dict(student="dense", K=K, df=10, naive=100, K_over_R=1.0, n=n, rep=r, sigma=0.5,
+                 root_excess_risk=err + 0.01 * r)
+            for K, errs in ((2, (0.4, 0.3, 0.2)), (4, (0.4, 0.45, 0.2)))
+            for n, err in zip((100, 200, 400), errs) for r in range(2)]
+    slopes = loglog_slopes(pd.DataFrame(rows), "root_excess_risk", min_n_over_df=1).set_index("K")
+    assert slopes.loc[2, "slope"] < 0 and slopes.loc[2, "note"] == ""
+    assert math.isnan(slopes.loc[4, "slope"]) and "does not fall" in slopes.loc[4, "note"]
+    kept = loglog_slopes(pd.DataFrame(rows), "root_excess_risk", min_n_over_df=1, require_decreasing=False)
+    assert kept.slope.notna().all()
+
+
+def test_k_ordering_says_whether_the_error_follows_df():
+    from kr_lib.simulation import describe_k_ordering, k_ordering
+
+    rows = [dict(student="dense", K=K, df=10 * K, naive=100 * K, K_over_R=1.0, n=n, rep=r, sigma=0.5,
+                 root_excess_risk=base / K + 0.001 * r)
+            for n, base in ((100, 1.0), (400, 0.5)) for K in (2, 4, 8) for r in range(3)]
+    order = k_ordering(pd.DataFrame(rows), "root_excess_risk")
+    assert order.order.tolist() == ["decreasing", "decreasing"] and order.separated.all()
+    text = describe_k_ordering(order)
+    assert "2 of 2 sample sizes fall as K grows, against the df ordering (2 beyond" in text
+    with pytest.raises(ValueError, match="no 'compressed' students"):
+        k_ordering(pd.DataFrame(rows), "root_excess_risk", student="compressed")

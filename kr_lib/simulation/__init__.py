@@ -8,7 +8,8 @@
 * :mod:`.experiment` -- ``SimulationConfig`` and ``run_sample_complexity`` (a tidy DataFrame);
 * :mod:`.analysis` -- slopes, the n needed to reach a target error, the sqrt(df/n) reference.
 """
-from .analysis import loglog_slopes, n_to_reach, reachable_target, reference_constant, summarize
+from .analysis import (describe_k_ordering, k_ordering, loglog_slopes, n_to_reach, reachable_target,
+                       reference_constant, summarize)
 from .estimators import cp_als, fit_gradient, normal_equations, tucker_als
 from .experiment import ESTIMATORS, METRICS, STUDENTS, SimulationConfig, make_teacher, run_sample_complexity
 from .geometry import CNNGeometry, patches, pooling_matrix
@@ -23,5 +24,5 @@ __all__ = [
     "ACTIVATIONS", "FAMILIES", "build_cnn", "composite_kernel", "summarized_tensor", "summarized_ranks",
     "degrees_of_freedom", "network_output",
     "tucker_als", "cp_als", "fit_gradient", "normal_equations",
-    "summarize", "loglog_slopes", "n_to_reach", "reachable_target", "reference_constant",
+    "summarize", "loglog_slopes", "k_ordering", "describe_k_ordering", "n_to_reach", "reachable_target", "reference_constant",
 ]

@@ -42,17 +42,62 @@ def reference_constant(results: pd.DataFrame, metric: str = "estimation_error", 
     return float(np.exp(np.mean(np.log(s["mean"]) - np.log(s.sigma * np.sqrt(s.df / s.n)))))
 
 
-def loglog_slopes(results: pd.DataFrame, metric: str = "estimation_error", min_n_over_df: float = 2.0) -> pd.DataFrame:
+def loglog_slopes(results: pd.DataFrame, metric: str = "estimation_error", min_n_over_df: float = 2.0,
+                  require_decreasing: bool = True) -> pd.DataFrame:
     """Least-squares slope (``np.polyfit``) of log(mean metric) against log n, per (student, K), on the
     points with n >= ``min_n_over_df`` * df (the regime the rate is about). The theory's slope is -1/2.
-    Columns: student, K, df, naive, K_over_R, slope, n_min, n_max, points (NaN slope below 2 points)."""
+
+    A power law is fitted only through a curve it can describe: with ``require_decreasing`` a curve whose
+    mean error does not fall at every step in n gets no slope (NaN) and ``note`` says so -- a line through
+    non-monotone points (gradient-trained ReLU students at small n) would report a rate that is not there.
+    Columns: student, K, df, naive, K_over_R, slope, n_min, n_max, points, note (NaN slope below 2 points)."""
     rows = []
     for key, curve in summarize(results, metric).groupby(CURVE, sort=True):
-        used = curve[(curve.n >= min_n_over_df * curve.df) & (curve["mean"] > 0)]
-        slope = np.polyfit(np.log(used.n), np.log(used["mean"]), 1)[0] if len(used) >= 2 else np.nan
+        used = curve[(curve.n >= min_n_over_df * curve.df) & (curve["mean"] > 0)].sort_values("n")
+        note = ""
+        if len(used) < 2:
+            slope, note = np.nan, "fewer than 2 points"
+        elif require_decreasing and not (np.diff(used["mean"].to_numpy()) < 0).all():
+            slope, note = np.nan, "not fitted: the error does not fall at every step in n"
+        else:
+            slope = np.polyfit(np.log(used.n), np.log(used["mean"]), 1)[0]
         rows.append(dict(zip(CURVE, key), slope=float(slope), n_min=used.n.min() if len(used) else np.nan,
-                         n_max=used.n.max() if len(used) else np.nan, points=len(used)))
+                         n_max=used.n.max() if len(used) else np.nan, points=len(used), note=note))
     return pd.DataFrame(rows)
+
+
+def k_ordering(results: pd.DataFrame, metric: str = "estimation_error", student: str = "dense") -> pd.DataFrame:
+    """At each n, how one student family's mean error orders in K: ``"increasing"`` (the order of df for dense
+    students: more channels, more degrees of freedom, larger error), ``"decreasing"``, or ``"mixed"``, and
+    whether neighbouring K are further apart than two standard errors (``separated``).
+
+    Columns: n, K (the K values, ascending), mean (their mean errors), order, separated."""
+    s = summarize(results, metric)
+    s = s[s.student == student]
+    if s.empty:
+        raise ValueError(f"no {student!r} students in these results; students: {sorted(set(results.student))}")
+    rows = []
+    for n, at in s.groupby("n", sort=True):
+        at = at.sort_values("K")
+        step = np.diff(at["mean"].to_numpy())
+        noise = 2 * np.sqrt(at["sem"].fillna(np.inf).to_numpy()[1:] ** 2 + at["sem"].fillna(np.inf).to_numpy()[:-1] ** 2)
+        order = "increasing" if (step > 0).all() else "decreasing" if (step < 0).all() else "mixed"
+        rows.append({"n": int(n), "K": at["K"].tolist(), "mean": at["mean"].round(5).tolist(), "order": order,
+                     "separated": bool((np.abs(step) > noise).all())})
+    return pd.DataFrame(rows)
+
+
+def describe_k_ordering(ordering: pd.DataFrame, student: str = "dense") -> str:
+    """One sentence from :func:`k_ordering`: in how many of the n the error grows with K (as df does), falls
+    with K (against df), or neither, and how many of those orders are beyond two standard errors."""
+    total = len(ordering)
+    counts = ordering.order.value_counts()
+    firm = ordering[ordering.separated].order.value_counts()
+    parts = [f"{counts.get(o, 0)} of {total} sample sizes {label} ({firm.get(o, 0)} beyond two standard errors "
+             f"at every step)" for o, label in (("increasing", "grow with K, as df does"),
+                                                ("decreasing", "fall as K grows, against the df ordering"),
+                                                ("mixed", "are not monotone in K"))]
+    return f"The {student} students' mean errors: " + "; ".join(parts) + "."
 
 
 def n_to_reach(results: pd.DataFrame, target: float, metric: str = "estimation_error") -> pd.DataFrame:
