@@ -12,11 +12,12 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from kr_lib.device import resolve_device
-
+# torch and kr_lib are imported where they are used, so that run_all.py reads the options below without them
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 REPO_ROOT = BENCH_DIR.parent
@@ -38,8 +39,17 @@ def parser(description: str, repeats: int = 5, quick_repeats: int = 3) -> argpar
     return p
 
 
+def options() -> set[str]:
+    """The long options every benchmark script accepts: those of :func:`parser`."""
+    return {o for action in parser("")._actions for o in action.option_strings if o.startswith("--")}
+
+
 def setup(args: argparse.Namespace, name: str) -> tuple[torch.device, Path, str]:
     """Resolve the device, the number of repeats and threads, the output path and the command line."""
+    import torch
+
+    from kr_lib.device import resolve_device
+
     device = resolve_device(args.device)
     if args.repeats is None:
         args.repeats = args._repeats[1] if args.quick else args._repeats[0]
@@ -66,6 +76,8 @@ def setup(args: argparse.Namespace, name: str) -> tuple[torch.device, Path, str]
 def forward_with_hooks(model: torch.nn.Module, x: torch.Tensor, modules, hook) -> None:
     """One ``torch.no_grad`` forward pass of ``model`` on ``x`` with ``hook`` registered as a forward
     hook on each of ``modules`` (removed afterwards, also on error)."""
+    import torch
+
     handles = [m.register_forward_hook(hook) for m in modules]
     try:
         with torch.no_grad():

@@ -9,8 +9,9 @@ timing group holds the dense conv (the baseline, contiguous and channels-last) a
 * the library's fast path for each of them, ``kr_lib.fastpath.fastest_layer(block, x)``: the fastest
   exact evaluation among the block, its per-mode depthwise convs merged into one (CP), the
   reconstructed kernel in one conv, each contiguous and channels-last -- chosen by its own timing
-  before the group is timed (for forward+backward only the block's two layouts: training keeps the
-  decomposition's parameters);
+  before the group is timed (for forward+backward only the block itself, in both layouts on a GPU and
+  contiguous on the CPU: training keeps the decomposition's parameters, and oneDNN's channels-last
+  backward is unsafe on AVX2 CPUs, see ``kr_lib.fastpath``);
 * TensorLy-Torch's ``FactorizedConv`` with ``implementation='factorized'``: ``tucker`` (spatial modes
   kept, ranks (R, R, l..)) and ``cp`` (rank R).
 

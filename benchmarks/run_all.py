@@ -4,8 +4,10 @@
                                  [--budget SECONDS]
 
 Each script runs in its own process (one at a time, so that they do not compete for the cores), with
-``--device`` and ``--quick`` when it accepts them (read from its ``--help``); it writes
-``benchmarks/results/<name>_<device type>.json``. The book build (``bench_book.py``) runs last. With
+``--device`` and ``--quick`` (every script builds its command line with ``_common.parser``, which defines
+them); it writes ``benchmarks/results/<name>_<device type>.json``. A benchmark that is an option of
+another script (``VARIANTS``: ``report`` is ``bench_counting.py --model resnet50``) runs as that script
+with its arguments. The book build (``bench_book.py``) runs last. With
 ``--budget`` the whole run stops at that many seconds: a script still running then is stopped, and since
 every script writes its record only when it finishes, the record of an earlier run stays in place.
 A summary record ``run_all_<device type>.json`` lists what ran, its exit status and its time.
@@ -15,34 +17,36 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
+import _common
+from _common import BENCH_DIR, REPO_ROOT
+
 LAST = ("book",)  # run after the others
+#: benchmarks that are an option of another script: name -> (that script's name, its arguments)
+VARIANTS = {"report": ("counting", ("--model", "resnet50"))}
 
 
 def scripts() -> dict[str, Path]:
-    """Benchmark name (``bench_<name>.py``) -> script, in running order (the book last)."""
+    """Benchmark name (``bench_<name>.py``, or a ``VARIANTS`` name) -> script, in running order (the book last)."""
     found = {p.stem.removeprefix("bench_"): p for p in sorted(BENCH_DIR.glob("bench_*.py"))}
+    found.update({name: found[script] for name, (script, _) in VARIANTS.items() if script in found})
     return dict(sorted(found.items(), key=lambda kv: (kv[0] in LAST, kv[0])))
 
 
-def accepted_options(script: Path) -> set[str]:
-    """The long options a script's ``--help`` mentions."""
-    result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=REPO_ROOT,
-                            timeout=300)
-    return set(re.findall(r"(--[a-z][a-z0-9-]*)", result.stdout))
+def accepted_options() -> set[str]:
+    """The long options every benchmark script accepts (``_common.parser``'s)."""
+    return _common.options()
 
 
-def command_for(script: Path, device: str, quick: bool) -> list[str]:
-    options = accepted_options(script)
-    cmd = [sys.executable, str(script.relative_to(REPO_ROOT))]
+def command_for(name: str, script: Path, device: str, quick: bool) -> list[str]:
+    """The command line that runs benchmark ``name`` (its script, a variant's arguments, device, quick)."""
+    options = accepted_options()
+    cmd = [sys.executable, str(script.relative_to(REPO_ROOT)), *VARIANTS.get(name, ("", ()))[1]]
     if "--device" in options:
         cmd += ["--device", device]
     if quick and "--quick" in options:
@@ -97,7 +101,7 @@ def main(argv=None) -> int:
             print(f"run_all: budget spent, {name} not run", flush=True)
             rows.append({"benchmark": name, "command": "", "status": "not run (budget)", "seconds": 0.0})
             continue
-        cmd = command_for(available[name], str(device), args.quick)
+        cmd = command_for(name, available[name], str(device), args.quick)
         shown = " ".join(["python", *cmd[1:]])
         print(f"\n=== {shown}", flush=True)
         t0 = time.perf_counter()
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
     argv_shown = " ".join(["python", "benchmarks/run_all.py", *(argv if argv is not None else sys.argv[1:])])
     record = perf.make_record("run_all", device, rows, quick=args.quick, command=argv_shown,
                               parameters={"budget": args.budget, "only": args.only, "skip": args.skip})
-    out = BENCH_DIR / "results" / f"run_all_{device.type}.json"
+    out = _common.RESULTS_DIR / f"run_all_{device.type}.json"
     perf.write_record(record, out)
     print("\n" + "\n".join(f"{r['benchmark']:>16}: {r['status']} ({r['seconds']:.0f} s)" for r in rows))
     print(f"wrote {out}")

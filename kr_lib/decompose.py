@@ -32,7 +32,8 @@ The relative reconstruction error ``||A - A_hat||_F / ||A||_F`` is the returned 
 unfolding, memory of the order of the kernel) or ``"randomized_svd"`` (for very large kernels).
 
 ``reconstructed_conv(block)`` is the other direction (the "faster path"): one conv with the composite
-kernel of a linear chain of convs (a ``DecomposedConv`` or a ``kr_lib.blocks`` block with ``linear=True``).
+kernel of a linear chain of convs (a ``DecomposedConv`` or a ``kr_lib.blocks`` block with ``linear=True``),
+from ``kr_lib.composite`` (``compose_kernels`` is that module's, re-exported here).
 """
 from __future__ import annotations
 
@@ -45,14 +46,14 @@ import tensorly as tl
 import torch
 from tensorly.decomposition import parafac, partial_tucker, tucker
 from torch import nn
-from torch.nn import functional as F
+
+from .composite import ConvGeometry, chain_geometry, compose_kernels
 
 __all__ = ["DecomposedConv", "decompose_conv", "rank_sweep", "reconstructed_conv", "compose_kernels", "resolve_ranks",
            "cp_rank_bound", "METHODS"]
 
 METHODS = ("cp", "tucker2", "tucker")
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
-_CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 class DecomposedConv(nn.Sequential):
@@ -319,45 +320,14 @@ def _tucker2_tensor(core: torch.Tensor, U_K: torch.Tensor, U_P: torch.Tensor) ->
 
 
 # ----------------------------------------------------------------------------- composition
-def compose_kernels(weights: Sequence[torch.Tensor], strides: Sequence[Sequence[int]],
-                    groups: Sequence[int] | None = None) -> torch.Tensor:
-    """The kernel of a chain of convolutions (theory.md section 1): kernel sizes add up as
-    ``l = l_1 + s_1 (l_2 - 1)`` and ``A = W_2 applied to W_1``, i.e.
-    ``A[k, c, u] = sum_{m, v} W_2[k, m, v] W_1[m, c, u - s_1 v]``.
-
-    ``weights[i]`` has shape (C_{i+1}, C_i / groups_i, k_1..k_N); ``strides[i]`` is its stride (the
-    composite stride is their product). Grouped weights are expanded to block-diagonal full ones.
-    Returns the composite kernel (C_last, C_0, L_1..L_N). Differentiable (usable with ``torch.func``).
-    """
-    if not weights:
-        raise ValueError("compose_kernels needs at least one weight")
-    groups = [1] * len(weights) if groups is None else list(groups)
-    N = weights[0].dim() - 2
-    conv_t = _CONV_T[N]
-    A, cumulative = None, (1,) * N
-    for W, s, g in zip(weights, strides, groups):
-        if g > 1:
-            cout, cin_g = W.shape[:2]
-            blocks = W.reshape(g, cout // g, cin_g, *W.shape[2:])
-            eye = torch.eye(g, dtype=W.dtype, device=W.device)
-            W = torch.einsum("ab,aoi...->aobi...", eye, blocks).reshape(cout, g * cin_g, *W.shape[2:])
-        if A is None:
-            A = W
-        else:
-            # batch over input channels c: out[c, k, u] = sum_{m, v} A[m, c, u - cumulative v] W[k, m, v]
-            A = conv_t(A.transpose(0, 1), W.transpose(0, 1), dilation=cumulative).transpose(0, 1)
-        cumulative = tuple(a * int(b) for a, b in zip(cumulative, s))
-    return A
-
-
 def reconstructed_conv(block: nn.Module) -> nn.modules.conv._ConvNd:
     """One convolution equal to a linear chain of convs: a ``DecomposedConv``, a linear ``kr_lib.blocks``
     block (``linear=True``) or an ``nn.Sequential`` of convs.
 
-    Kernel by ``compose_kernels``; stride the product; padding ``sum_i p_i prod_{i' < i} s_{i'}``; bias
-    from the last conv (earlier convs must have no bias). The result is exact when, along each mode,
-    the convs before the one that pads are pointwise and unstrided there -- true of every block this
-    library builds; otherwise a ValueError says which layer breaks it.
+    Kernel by ``compose_kernels``, stride (the product) and padding (``sum_i p_i prod_{i' < i} s_{i'}``) by
+    ``kr_lib.composite.chain_geometry``; bias from the last conv (earlier convs must have no bias). The
+    result is exact when, along each mode, the convs before the one that pads are pointwise and unstrided
+    there -- true of every block this library builds; otherwise a ValueError says which layer breaks it.
     """
     if getattr(block, "linear", True) is False:
         raise ValueError("reconstructed_conv needs a linear block (linear=True): BatchNorm, ReLU and the residual are not a conv")
@@ -378,11 +348,7 @@ def reconstructed_conv(block: nn.Module) -> nn.modules.conv._ConvNd:
                         raise ValueError(f"layer {i} pads or spans spatial mode {j} after layer {i2} did; the "
                                          "composite conv would differ at the borders")
     A = compose_kernels([c.weight for c in convs], [c.stride for c in convs], [c.groups for c in convs])
-    stride, padding = [1] * N, [0] * N
-    for c, p in zip(convs, pads):
-        for j in range(N):
-            padding[j] += p[j] * stride[j]
-            stride[j] *= c.stride[j]
+    geometry = chain_geometry(ConvGeometry(tuple(c.kernel_size), tuple(c.stride), p, p) for c, p in zip(convs, pads))
     last = convs[-1]
-    return _new_conv(N, A.shape[1], A.shape[0], tuple(A.shape[2:]), tuple(stride), tuple(padding), 1, A.detach(),
+    return _new_conv(N, A.shape[1], A.shape[0], tuple(A.shape[2:]), geometry.stride, geometry.pad_left, 1, A.detach(),
                      None if last.bias is None else last.bias.detach())

@@ -17,8 +17,18 @@ the dense conv for a fraction of its multiply-adds, and the layout decides how w
 
 ``fastest_layer(block, x)`` checks that every candidate equals the block on ``x``, times them
 interleaved (``kr_lib.perf.compare``) and returns the fastest as a ``FastPath`` module. With
-``backward=True`` (training) only the two layouts of the block itself are candidates: a merged or
-reconstructed kernel is a different parametrization, with more free parameters than the decomposition.
+``backward=True`` (training) only the block itself is a candidate, in both layouts on a GPU and in the
+contiguous one on the CPU: a merged or reconstructed kernel is a different parametrization, with more
+free parameters than the decomposition, and on the CPU oneDNN's backward pass of a 1x1 stride-2 conv on
+a channels-last input with few channels corrupts memory on AVX2 machines (the process aborts, or hangs
+on two threads; ``scripts/repro_onednn_channels_last.py``). Measured with oneDNN capped at AVX2, on one
+thread, every design in 2D and 3D and Tucker-2, CP and Tucker decompositions, with 1 to 8 input channels,
+strides 1 and 2, kernels 1 and 3: forward+backward of the channels-last block aborted the process for
+each 2D block whose chain has a 1x1 stride-2 conv with 1 to 4 input channels (dense and bottleneck
+blocks, Tucker-2 of a 1x1 stride-2 conv); the forward pass of every candidate, in both layouts, gave the
+contiguous layout's output in every case, 20 times over. So on the CPU channels-last candidates stay for
+inference and go for training (in 3D too, where none crashed: the same kernels are a risk). A
+``FastPath`` chosen for the forward pass is for inference: train through the one ``backward=True`` chooses.
 """
 from __future__ import annotations
 
@@ -174,9 +184,10 @@ def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, 
     return the fastest as a ``FastPath``.
 
     Candidates: ``equivalent_layers(block)`` (forward only; with ``backward=True`` just ``block``), each
-    contiguous and channels-last (2D, 3D). Every candidate's output is first checked against the block's
-    (``atol`` defaults to 1e-4 of the output's largest magnitude); a mismatch is a bug and raises.
-    ``repeats`` rounds of ``kr_lib.perf.compare`` with ``clock`` ("wall", or "cpu" on the CPU).
+    contiguous and channels-last (2D, 3D; with ``backward=True`` on the CPU contiguous only, see the module
+    docstring: oneDNN's channels-last backward corrupts memory on AVX2 CPUs). Every candidate's output is
+    first checked against the block's (``atol`` defaults to 1e-4 of the output's largest magnitude); a
+    mismatch is a bug and raises. ``repeats`` rounds of ``kr_lib.perf.compare`` with ``clock`` ("wall", or "cpu" on the CPU).
     Channels-last candidates are deep copies, so ``block`` itself is left as it was. Each candidate is
     timed on an input already in its layout, as in a network converted as a whole
     (``model.to(memory_format=torch.channels_last)`` and its input likewise): ``FastPath.forward``
@@ -187,6 +198,8 @@ def fastest_layer(block: nn.Module, x: torch.Tensor, *, backward: bool = False, 
         layers = {"block": layers["block"]}
     candidates = {name: FastPath(layer, name, torch.contiguous_format, {}, backward) for name, layer in layers.items()}
     fmt = channels_last_format(x.dim() - 2)
+    if backward and x.device.type == "cpu":
+        fmt = None  # oneDNN's channels-last backward corrupts memory on AVX2 CPUs (module docstring)
     if fmt is not None:
         for name, layer in layers.items():
             candidates[f"{name}, channels last"] = FastPath(copy.deepcopy(layer).to(memory_format=fmt),

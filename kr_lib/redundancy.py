@@ -63,65 +63,21 @@ counts 1 per multiply-accumulate); BatchNorm, activations and pooling count 0.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from kr_lib._graph import ConvCall, Trace, has_bypass, has_submodules, is_conv, longest_chain, trace_forward
 from kr_lib.complexity import naive_count, tucker_dof
+from kr_lib.composite import ConvGeometry, chain_geometry, dilated_size
 
 __all__ = ["ConvCall", "BlockInfo", "find_blocks", "kr_ratio", "kr_report", "kr_summary", "REPORT_COLUMNS", "default_input_shape"]
 
 #: Columns of ``kr_report``, in order.
 REPORT_COLUMNS = ["block", "design", "K", "R", "K/R", "parameters", "FLOPs", "df", "naive count",
                   "P", "R_in", "closing conv", "type"]
-
-# autograd node names of the global poolings that feed a squeeze-excitation gate
-_POOL_NODES = ("AdaptiveAvgPool", "AdaptiveMaxPool", "AvgPool", "MeanBackward", "AmaxBackward")
-
-
-def _is_conv(module: nn.Module) -> bool:
-    return isinstance(module, nn.modules.conv._ConvNd) and not module.transposed
-
-
-@dataclass
-class ConvCall:
-    """One call of a convolution in the traced forward pass.
-
-    ``in_shape``/``out_shape`` are the (batch, channels, d_1..d_N) shapes of that call; ``gate`` marks
-    a squeeze-excitation conv (see the module docstring).
-    """
-
-    path: str
-    module: nn.Module
-    index: int
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    gate: bool = False
-
-    @property
-    def kernel(self) -> tuple[int, ...]:
-        return tuple(self.module.kernel_size)
-
-    @property
-    def pointwise(self) -> bool:
-        return all(k == 1 for k in self.kernel)
-
-    @property
-    def support(self) -> frozenset[int]:
-        """The spatial modes along which the kernel extends (size > 1)."""
-        return frozenset(j for j, k in enumerate(self.kernel) if k > 1)
-
-    @property
-    def depthwise(self) -> bool:
-        return self.module.groups > 1 and self.module.groups == self.module.in_channels
-
-    @property
-    def grouped(self) -> bool:
-        return 1 < self.module.groups < self.module.in_channels
 
 
 @dataclass
@@ -149,202 +105,6 @@ class BlockInfo:
     @property
     def kr_ratio(self) -> float:
         return self.K / self.R
-
-
-@dataclass
-class _Call:
-    module: nn.Module
-    in_nodes: list
-    out_node: object = None
-    done: bool = False
-    in_shape: tuple = ()
-    gate: bool = False
-
-
-@dataclass
-class _Trace:
-    convs: list[ConvCall]
-    node_conv: dict  # id(autograd node of a conv output) -> ConvCall
-    calls: dict      # module path -> _Call (first call only)
-    flops: dict      # module path -> FLOPs
-    total_flops: int
-    keep: list       # autograd nodes kept alive so that node ids stay unique (no tensors: no memory held)
-
-
-def _tensors(obj) -> list[torch.Tensor]:
-    if torch.is_tensor(obj):
-        return [obj]
-    if isinstance(obj, (list, tuple)):
-        return [t for o in obj for t in _tensors(o)]
-    if isinstance(obj, dict):
-        return [t for o in obj.values() for t in _tensors(o)]
-    return []
-
-
-def _data_inputs(node) -> list:
-    """The autograd nodes feeding ``node``, without parameter leaves (AccumulateGrad)."""
-    return [n for n, _ in node.next_functions if n is not None and type(n).__name__ != "AccumulateGrad"]
-
-
-def _is_gate(x: torch.Tensor, node_conv: dict, max_steps: int = 8) -> bool:
-    """True when ``x`` (a conv input) is a 1 x 1 map that single-input ops derive from a global pooling or a gate."""
-    if math.prod(x.shape[2:]) != 1:
-        return False
-    node = x.grad_fn
-    for _ in range(max_steps):
-        if node is None:
-            return False
-        if id(node) in node_conv:
-            return node_conv[id(node)].gate
-        if any(p in type(node).__name__ for p in _POOL_NODES):
-            return True
-        inputs = _data_inputs(node)
-        if len(inputs) != 1:
-            return False
-        node = inputs[0]
-    return False
-
-
-def _drop(tensor):
-    return None
-
-
-def _never(_):
-    raise RuntimeError("kr_lib.redundancy traces a forward pass only; its autograd graph cannot be back-propagated")
-
-
-def _trace(model: nn.Module, example_input) -> _Trace:
-    """One forward pass with hooks on every module, under FlopCounterMode, with autograd on."""
-    names: dict[nn.Module, str] = {}
-    for name, mod in model.named_modules():
-        names.setdefault(mod, name)
-    convs: list[ConvCall] = []
-    node_conv: dict = {}
-    calls: dict[str, _Call] = {}
-    keep: list = []
-
-    def pre_hook(mod, args):
-        name = names.get(mod)
-        if name is None or name in calls:
-            return
-        ts = _tensors(args)
-        calls[name] = _Call(mod, [t.grad_fn for t in ts if t.grad_fn is not None])
-        keep.extend(calls[name].in_nodes)
-        if _is_conv(mod) and ts:
-            calls[name].gate = _is_gate(ts[0], node_conv)  # stash until the output exists
-            calls[name].in_shape = tuple(ts[0].shape)
-
-    def post_hook(mod, args, out):
-        name = names.get(mod)
-        call = calls.get(name)
-        if call is None or call.done:
-            if _is_conv(mod) and torch.is_tensor(out) and out.grad_fn is not None and call is not None:
-                # a conv called again (weight sharing): still a conv on the graph
-                conv = ConvCall(name, mod, len(convs), tuple(args[0].shape), tuple(out.shape),
-                                _is_gate(args[0], node_conv))
-                convs.append(conv)
-                node_conv[id(out.grad_fn)] = conv
-                keep.append(out.grad_fn)
-            return
-        call.done = True
-        outs = _tensors(out)
-        if outs and outs[0].grad_fn is not None:
-            call.out_node = outs[0].grad_fn
-            keep.append(call.out_node)
-        if _is_conv(mod) and call.out_node is not None:
-            conv = ConvCall(name, mod, len(convs), call.in_shape, tuple(outs[0].shape), call.gate)
-            convs.append(conv)
-            node_conv[id(call.out_node)] = conv
-
-    args = example_input if isinstance(example_input, tuple) else (example_input,)
-    # a non-leaf copy of the input, so that the root module's input is a node of the graph
-    args = tuple(a.detach().requires_grad_(True) * 1 if torch.is_tensor(a) and a.is_floating_point() else a
-                 for a in args)
-    handles = []
-    for mod in names:
-        handles.append(mod.register_forward_pre_hook(pre_hook))
-        handles.append(mod.register_forward_hook(post_hook))
-    was_training = {m: m.training for m in model.modules()}
-    model.eval()  # BatchNorm must not update its running statistics, dropout off
-    counter = FlopCounterMode(display=False)
-    try:
-        # the graph's structure is all that is read: drop the tensors autograd would save for a backward pass
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(_drop, _never), counter:
-            out = model(*args)
-    finally:
-        for h in handles:
-            h.remove()
-        for m, t in was_training.items():
-            m.training = t
-    keep.extend(t.grad_fn for t in _tensors(out))
-    del out
-    root = type(model).__name__
-    flops = {}
-    for key, per_op in counter.get_flop_counts().items():
-        if key == "Global":
-            continue
-        path = "" if key == root else key[len(root) + 1:] if key.startswith(root + ".") else None
-        if path is not None:
-            flops[path] = int(sum(per_op.values()))
-    return _Trace(convs, node_conv, calls, flops, int(counter.get_total_flops()), keep)
-
-
-def _longest_chain(call: _Call, node_conv: dict) -> list[ConvCall]:
-    """Longest path of non-gate convolutions in the autograd graph from ``call``'s inputs to its output.
-
-    Ties (same number of convs, e.g. a single 3x3 conv next to a 1x1 shortcut conv) go to the path
-    with the larger kernels, then to the one that ran last.
-    """
-    if call.out_node is None:
-        return []
-    inputs = {id(n) for n in call.in_nodes}
-    memo: dict[int, tuple | None] = {}
-    stack = [(call.out_node, False)]
-    while stack:
-        node, expanded = stack.pop()
-        key = id(node)
-        if key in memo:
-            continue
-        if key in inputs:
-            memo[key] = (0, 0, -1, ())
-            continue
-        children = [n for n, _ in node.next_functions if n is not None]
-        if not expanded:
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in memo)
-            continue
-        best = None
-        for c in children:
-            r = memo.get(id(c))
-            if r is not None and (best is None or r[:3] > best[:3]):
-                best = r
-        conv = node_conv.get(key)
-        if best is not None and conv is not None and not conv.gate:
-            best = (best[0] + 1, best[1] + math.prod(conv.kernel), conv.index, best[3] + (conv,))
-        memo[key] = best
-    result = memo.get(id(call.out_node))
-    return list(result[3]) if result else []
-
-
-def _has_bypass(call: _Call, chain: list[ConvCall], node_conv: dict) -> bool:
-    """True when some path from ``call``'s inputs to its output avoids every conv of ``chain`` (a shortcut)."""
-    if call.out_node is None:
-        return False
-    inputs = {id(n) for n in call.in_nodes}
-    on_chain = {id(c) for c in chain}
-    seen, stack = set(), [call.out_node]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if id(node) in inputs:
-            return True
-        conv = node_conv.get(id(node))
-        if conv is not None and id(conv) in on_chain:
-            continue
-        stack.extend(n for n, _ in node.next_functions if n is not None)
-    return False
 
 
 def _units(chain: list[ConvCall]) -> list[list[ConvCall]]:
@@ -394,18 +154,11 @@ def _design(chain: list[ConvCall], units: list[list[ConvCall]]) -> str:
 
 def _composite_kernel(chain: list[ConvCall]) -> tuple[int, ...]:
     """Receptive field of the chain: ``l = l_1 + s_1 (l_2 - 1) + s_1 s_2 (l_3 - 1) + ...`` per mode (dilation included)."""
-    N = len(chain[0].kernel)
-    size, stride = [1] * N, [1] * N
-    for conv in chain:
-        m = conv.module
-        for j in range(N):
-            span = m.dilation[j] * (m.kernel_size[j] - 1)
-            size[j] += stride[j] * span
-            stride[j] *= m.stride[j]
-    return tuple(size)
+    return chain_geometry(ConvGeometry(dilated_size(c.module.kernel_size, c.module.dilation), tuple(c.module.stride))
+                          for c in chain).kernel_size
 
 
-def _block_info(path: str, module: nn.Module, chain: list[ConvCall], units, trace: _Trace) -> BlockInfo:
+def _block_info(path: str, module: nn.Module, chain: list[ConvCall], units, trace: Trace) -> BlockInfo:
     first, last = chain[0], chain[-1]
     P = first.module.in_channels
     K = last.module.out_channels
@@ -418,9 +171,9 @@ def _block_info(path: str, module: nn.Module, chain: list[ConvCall], units, trac
                      parameters=naive_count(module), flops=trace.flops.get(path, 0), df=int(df))
 
 
-def _classify(trace: _Trace):
+def _classify(trace: Trace):
     """Kind ('none', 'block', 'stage') and representative of every called module, bottom-up."""
-    chains = {p: _longest_chain(c, trace.node_conv) for p, c in trace.calls.items() if len(c.module._modules)}
+    chains = {p: longest_chain(c, trace.node_conv) for p, c in trace.calls.items() if has_submodules(c.module)}
     units = {p: _units(ch) for p, ch in chains.items()}
     kind: dict[str, str] = {}
     rep: dict[str, str] = {}
@@ -429,7 +182,7 @@ def _classify(trace: _Trace):
         if path in kind:
             return kind[path]
         n_units = len(units.get(path, ()))
-        if n_units < 1 or (n_units == 1 and not _has_bypass(trace.calls[path], chains[path], trace.node_conv)):
+        if n_units < 1 or (n_units == 1 and not has_bypass(trace.calls[path], chains[path], trace.node_conv)):
             kind[path] = "none"
             return "none"
         children = list(dict.fromkeys(_child_of(path, c.path) for c in chains[path]))
@@ -465,10 +218,10 @@ def find_blocks(model: nn.Module, example_input) -> list[BlockInfo]:
     return _analyse(model, example_input)[0]
 
 
-def _analyse(model: nn.Module, example_input) -> tuple[list[BlockInfo], _Trace]:
+def _analyse(model: nn.Module, example_input) -> tuple[list[BlockInfo], Trace]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
-    trace = _trace(model, example_input)
+    trace = trace_forward(model, example_input)
     kind, rep, chains, units = _classify(trace)
     found: list[str] = []
 
@@ -493,7 +246,7 @@ def default_input_shape(model: nn.Module) -> tuple[int, ...]:
     """(channels, d_1..d_N) for a model, from its first convolution: channels x 224 x 224 for 2D,
     channels x 16 x 112 x 112 for 3D (video), channels x 224 for 1D."""
     for m in model.modules():
-        if _is_conv(m):
+        if is_conv(m):
             spatial = {1: (224,), 2: (224, 224), 3: (16, 112, 112)}[len(m.kernel_size)]
             return (m.in_channels, *spatial)
     raise ValueError(f"{type(model).__name__} has no convolution; give the input shape explicitly")
@@ -511,7 +264,7 @@ def kr_ratio(block: nn.Module, example_input=None) -> float:
     if hasattr(block, "kr_ratio"):
         return float(block.kr_ratio)
     if example_input is None:
-        first = next((m for m in block.modules() if _is_conv(m)), None)
+        first = next((m for m in block.modules() if is_conv(m)), None)
         if first is None:
             raise ValueError(f"{type(block).__name__} has no convolution, so it is not a block")
         param = next(block.parameters())

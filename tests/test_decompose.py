@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from kr_lib.decompose import compose_kernels, cp_rank_bound, decompose_conv, rank_sweep, reconstructed_conv, resolve_ranks
+from kr_lib.decompose import cp_rank_bound, decompose_conv, rank_sweep, reconstructed_conv, resolve_ranks
 
 _CONVF = {2: F.conv2d, 3: F.conv3d}
 
@@ -121,17 +121,6 @@ def test_bad_convs():
         decompose_conv(nn.Conv2d(4, 4, 3, dilation=2), "cp", 2)
     with pytest.raises(ValueError, match="largest allowed"):
         decompose_conv(nn.Conv2d(3, 64, 7), "tucker2", 32)
-
-
-def test_compose_kernels_matches_a_chain_of_convs():
-    torch.manual_seed(4)
-    w1, w2, w3 = (torch.randn(4, 3, 3, 2, dtype=torch.float64), torch.randn(6, 2, 2, 3, dtype=torch.float64),
-                  torch.randn(5, 6, 1, 1, dtype=torch.float64))
-    x = torch.randn(2, 3, 17, 19, dtype=torch.float64)
-    chain = F.conv2d(F.conv2d(F.conv2d(x, w1, stride=(2, 1)), w2, stride=(1, 3), groups=2), w3)
-    A = compose_kernels([w1, w2, w3], [(2, 1), (1, 3), (1, 1)], [1, 2, 1])
-    assert A.shape == (5, 3, 3 + 2 * 1, 2 + 1 * 2)
-    torch.testing.assert_close(F.conv2d(x, A, stride=(2, 3)), chain)
 
 
 def test_rank_sweep_records_and_skips():

@@ -179,6 +179,44 @@ def test_run_all_finds_every_benchmark_and_runs_the_book_last():
         assert names[-1] == "book"
 
 
+def test_run_all_takes_the_options_from_the_common_parser_and_runs_report_as_a_counting_option():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _common
+        import bench_counting
+        import run_all
+    finally:
+        sys.path.pop(0)
+    # every script builds its command line with _common.parser, whose options run_all passes on
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    assert scripts and all("_common.parser(" in path.read_text() for path in scripts)
+    assert {"--device", "--quick", "--repeats", "--out"} <= run_all.accepted_options() == _common.options()
+    assert run_all.scripts()["report"] == ROOT / "benchmarks" / "bench_counting.py"
+    assert run_all.command_for("report", run_all.scripts()["report"], "cpu", True)[1:] == [
+        "benchmarks/bench_counting.py", "--model", "resnet50", "--device", "cpu", "--quick"]
+    assert run_all.command_for("counting", run_all.scripts()["counting"], "cuda", False)[1:] == [
+        "benchmarks/bench_counting.py", "--device", "cuda"]
+    with pytest.raises(SystemExit) as stop:  # --input-size belongs to the one-model run
+        bench_counting.main(["--input-size", "64"])
+    assert stop.value.code == 2
+
+
+def test_bench_counting_one_model_writes_the_report_record(tmp_path, one_thread):
+    pytest.importorskip("fvcore")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_counting
+    finally:
+        sys.path.pop(0)
+    out = tmp_path / "report.json"
+    assert bench_counting.main(["--model", "squeezenet1_0", "--input-size", "64", "--quick", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert record["benchmark"] == "report" and record["parameters"]["repeats"] == 2
+    assert {r["tool"] for r in record["rows"]} == {"kr report", "fvcore", "kr report (meta device)"}
+    assert record["summary"]["kr FLOPs = 2 x fvcore conv+linear MACs, whole network"] is True
+    assert record["summary"]["meta-device report identical"] is True
+
+
 def test_run_all_refuses_an_unknown_benchmark():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks/run_all.py"), "--only", "no_such_bench"],
                             capture_output=True, text=True, timeout=120)

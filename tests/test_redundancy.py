@@ -340,3 +340,38 @@ def test_report_on_cuda_matches_cpu():
     cols = ["block", "design", "K", "R", "parameters", "FLOPs", "df"]
     pd.testing.assert_frame_equal(on_gpu[cols], report[cols])
     assert on_gpu.attrs["total_parameters"] == report.attrs["total_parameters"]
+
+
+def test_only_the_tracing_module_reads_pytorch_internals():
+    """The autograd-graph machinery lives in kr_lib._graph, so a PyTorch upgrade that changes it breaks there."""
+    import inspect
+
+    import kr_lib._graph
+    import kr_lib.redundancy
+
+    internals = ("next_functions", "grad_fn", "saved_tensors_hooks", "FlopCounterMode(", "get_flop_counts",
+                 "._modules", "register_forward")
+    report, graph = inspect.getsource(kr_lib.redundancy), inspect.getsource(kr_lib._graph)
+    assert [name for name in internals if name in report] == []
+    assert [name for name in internals if name not in graph] == []
+
+
+def test_trace_forward_finds_the_chain_and_the_shortcut():
+    from kr_lib._graph import has_bypass, longest_chain, trace_forward
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.conv2, self.shortcut = nn.Conv2d(4, 4, 3, padding=1), nn.Conv2d(4, 8, 1), nn.Conv2d(4, 8, 1)
+
+        def forward(self, x):
+            return self.conv2(self.conv1(x)) + self.shortcut(x)
+
+    net = nn.Sequential(Residual())
+    trace = trace_forward(net, torch.randn(1, 4, 6, 6))
+    assert [c.path for c in trace.convs] == ["0.conv1", "0.conv2", "0.shortcut"]
+    call = trace.calls["0"]
+    chain = longest_chain(call, trace.node_conv)
+    assert [c.path for c in chain] == ["0.conv1", "0.conv2"] and has_bypass(call, chain, trace.node_conv)
+    assert not has_bypass(trace.calls["0.conv1"], [trace.convs[0]], trace.node_conv)
+    assert trace.total_flops == sum(trace.flops[c.path] for c in trace.convs) > 0

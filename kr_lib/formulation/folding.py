@@ -1,15 +1,12 @@
 """A stack of linear convolutions is one convolution: fold the trunk's steps into a composite kernel.
 
 Convolution 1 (kernel A1 of size l1, stride s1) followed by convolution 2 (kernel A2, size l2, stride s2)
-is the convolution with
-
-    kernel  A[k2, c, u] = sum_{k, v} A2[k2, k, v] A1[k, c, u - s1 v]     (size l1 + s1 (l2 - 1))
-    stride  s1 s2,     bias  a = (sum_v A2[:, :, v]) a1 + a2,
-
-"the second kernel applied to the first": A is a full correlation of A1 with A2 dilated by s1, which is
-what :func:`compose` computes with one ``torch.nn.functional.conv{N}d``. The zeros that a step pads
-its input with are, seen from the input, ``S * pad`` zeros (S the stride of what came before), so the
-composite pads the input by ``sum_steps S_before * pad``.
+is the convolution with kernel ``A[k2, c, u] = sum_{k, v} A2[k2, k, v] A1[k, c, u - s1 v]`` (size
+``l1 + s1 (l2 - 1)``), stride ``s1 s2`` and bias ``a = (sum_v A2[:, :, v]) a1 + a2``: "the second kernel
+applied to the first", computed by :mod:`kr_lib.composite` (the one implementation of the composite kernel),
+which :func:`compose` applies step by step. The zeros that a step pads its input with are, seen from the
+input, ``S * pad`` zeros (S the stride of what came before), so the composite pads the input by
+``sum_steps S_before * pad``.
 
 That last statement is exact for the first step only. A later step pads the *feature map* with zeros,
 where the composite convolution would see the earlier layers applied to the zero-padded input (their
@@ -22,19 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from ..composite import ConvGeometry, compose_bias, compose_pair
 from .layers import ConvStep
-
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-
-
-def pad_arg(left, right) -> list[int]:
-    """``F.pad``'s argument (last mode first) for per-mode ``left`` and ``right`` zero padding."""
-    out: list[int] = []
-    for a, b in zip(reversed(left), reversed(right)):
-        out += [int(a), int(b)]
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,19 +48,14 @@ class CompositeConv:
 
 def compose(first: CompositeConv, step: ConvStep, is_first_step: bool = False) -> CompositeConv:
     """The convolution ``step`` applied after ``first``, as one convolution (see the module docstring)."""
-    n, S, l = len(first.stride), first.stride, step.kernel_size
-    # full correlation of the first kernel (batch = its input channel c, channels = k) with the flipped,
-    # S-dilated second kernel: out[c, k2, u] = sum_{k, v} A2[k2, k, v] A1[k, c, u - S v]
-    padded = F.pad(first.kernel.transpose(0, 1), pad_arg([s * (k - 1) for s, k in zip(S, l)],
-                                                         [s * (k - 1) for s, k in zip(S, l)]))
-    kernel = _CONV[n](padded, step.weight.flip(list(range(2, 2 + n))), dilation=S).transpose(0, 1)
-    bias = step.weight.sum(dim=tuple(range(2, 2 + n))) @ first.bias + step.bias
+    geometry = ConvGeometry(tuple(first.kernel.shape[2:]), first.stride, first.pad_left, first.pad_right).then(
+        ConvGeometry(step.kernel_size, step.stride, step.pad_left, step.pad_right))
     return CompositeConv(
-        kernel=kernel.contiguous(),
-        bias=bias,
-        stride=tuple(a * b for a, b in zip(S, step.stride)),
-        pad_left=tuple(p + s * a for p, s, a in zip(first.pad_left, S, step.pad_left)),
-        pad_right=tuple(p + s * a for p, s, a in zip(first.pad_right, S, step.pad_right)),
+        kernel=compose_pair(first.kernel, step.weight, first.stride).contiguous(),
+        bias=compose_bias(step.weight, first.bias, step.bias),
+        stride=geometry.stride,
+        pad_left=geometry.pad_left,
+        pad_right=geometry.pad_right,
         single_convolution=first.single_convolution and (is_first_step or not step.is_padded),
     )
 

@@ -26,6 +26,9 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.dropout import _DropoutNd
 from torch.nn.modules.pooling import _AdaptiveAvgPoolNd, _AvgPoolNd
 
+from ..complexity import conv_output_size
+from ..composite import dense_kernel
+
 ACCEPTED = ("Conv1d/2d/3d (zero padding), AvgPool1d/2d/3d and AdaptiveAvgPool1d/2d/3d (whole, non-overlapping "
             "windows), BatchNorm1d/2d/3d in eval mode, Identity, Dropout in eval mode, then Flatten and Linear, "
             "inside nn.Sequential (nesting allowed)")
@@ -142,19 +145,8 @@ def _conv_step(path: str, conv: _ConvNd, channels: int, n: int) -> ConvStep:
     if conv.padding_mode != "zeros":
         raise ValueError(f"module {path!r} ({type(conv).__name__}) pads with padding_mode={conv.padding_mode!r}; "
                          "accepted: padding_mode='zeros'")
-    weight = conv.weight.detach()
-    dilation = conv.dilation
-    if any(d != 1 for d in dilation):  # a dilated kernel is a larger kernel with zeros between the taps
-        size = [d * (k - 1) + 1 for d, k in zip(dilation, conv.kernel_size)]
-        dilated = weight.new_zeros(*weight.shape[:2], *size)
-        dilated[(slice(None), slice(None)) + tuple(slice(None, None, d) for d in dilation)] = weight
-        weight = dilated
-    if conv.groups > 1:  # grouped convolution = dense kernel, block diagonal over the groups
-        g, k_out, k_in = conv.groups, conv.out_channels // conv.groups, conv.in_channels // conv.groups
-        dense = weight.new_zeros(conv.out_channels, conv.in_channels, *weight.shape[2:])
-        for i in range(g):
-            dense[i * k_out:(i + 1) * k_out, i * k_in:(i + 1) * k_in] = weight[i * k_out:(i + 1) * k_out]
-        weight = dense
+    # a dilated kernel is a larger kernel with zeros between the taps; a grouped one is block diagonal
+    weight = dense_kernel(conv.weight.detach(), conv.groups, conv.dilation)
     if isinstance(conv.padding, str):  # 'valid' or 'same' (torch puts the odd zero on the right)
         total = [0] * n if conv.padding == "valid" else [k - 1 for k in weight.shape[2:]]
         left = tuple(t // 2 for t in total)
@@ -280,7 +272,7 @@ def read_linear_cnn(model: nn.Module, input_shape) -> LinearCNN:
         if any(d < k for d, k in zip(padded, step.kernel_size)):
             raise ValueError(f"module {path!r} ({step.kind}) receives spatial size {size} (padded: {tuple(padded)}), "
                              f"smaller than its kernel {step.kernel_size}; accepted: a larger input_shape")
-        size = tuple((d - k) // s + 1 for d, k, s in zip(padded, step.kernel_size, step.stride))
+        size = conv_output_size(padded, step.kernel_size, step.stride)
         channels = step.weight.shape[0]
     if flatten_path is None or not linears:
         raise ValueError("model must end with Flatten and Linear (the fully connected layer of the theory); "

@@ -7,9 +7,10 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from ..progress import progress_bar
 
+from ..complexity import conv_output_size
 from ..device import resolve_device
+from ..progress import progress_bar
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _POOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
@@ -25,11 +26,15 @@ def linear_cnn(input_shape=(1, 28, 28), num_classes: int = 10, K: int = 8, kerne
     if len(input_shape) not in (2, 3, 4):
         raise ValueError(f"input_shape must be (P, d_1..d_N) with N = 1, 2 or 3, got {input_shape!r}")
     P, d, n = input_shape[0], input_shape[1:], len(input_shape) - 1
-    m = [(dj + 2 * padding - kernel_size) // stride + 1 for dj in d]
+    try:
+        m = conv_output_size(tuple(d), kernel_size, stride, padding)
+    except ValueError:  # the kernel does not fit: no conv output at all
+        m = ()
     p = [mj // pool for mj in m]
-    if min(p) < 1:
+    if not p or min(p) < 1:
         raise ValueError(f"input {tuple(d)} with kernel_size={kernel_size}, stride={stride}, padding={padding} "
-                         f"gives conv output {tuple(m)}, too small for pool={pool}; accepted: smaller kernel/pool")
+                         f"gives {f'conv output {m}' if m else 'no conv output'}, too small for pool={pool}; "
+                         "accepted: smaller kernel/pool")
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)

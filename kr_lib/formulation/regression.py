@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from tensorly.tenalg import multi_mode_dot
 from torch import nn
 
-from .folding import fold, pad_arg
+from ..composite import pad_arg
+from .folding import fold
 from .layers import read_linear_cnn
 
 

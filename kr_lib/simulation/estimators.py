@@ -102,7 +102,7 @@ def cp_als(gram: Tensor, moment: Tensor, dims: tuple[int, ...], rank: int, *, it
            ridge: float = 1e-8, tol: float = 1e-5) -> Tensor:
     """Rank-constrained least squares over CP tensors W = sum_r a^1_r o ... o a^M_r of rank ``rank``.
 
-    Start: TensorLy's ``parafac`` (torch backend, inside ``tensorly.backend_context``) of the ridge
+    Start: TensorLy's ``parafac`` (torch backend, in a thread-local ``tensorly.backend_context``) of the ridge
     solution; then each factor in turn is the exact least-squares solution given the others.
 
     Args:
@@ -115,7 +115,7 @@ def cp_als(gram: Tensor, moment: Tensor, dims: tuple[int, ...], rank: int, *, it
 
     b, M = gram.shape[0], len(dims)
     W = _quadratic_min(gram, moment, None, ridge).reshape(b, *dims)
-    with tl.backend_context("pytorch"):
+    with tl.backend_context("pytorch", local_threadsafe=True):  # this thread only: others keep their backend
         factors = [torch.stack(f) for f in zip(*(
             parafac(W[i], rank, init="svd", n_iter_max=100).factors for i in range(b)))]
     letters = string.ascii_lowercase[2:2 + M]  # one letter per mode; 'b' is the batch, 'y' and 'z' below

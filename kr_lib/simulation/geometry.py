@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kr_lib.complexity import conv_output_size
+
 
 def _as_tuple(value, n_modes: int, name: str) -> tuple[int, ...]:
     """``value`` (an int or a sequence of n_modes ints, all >= 1) as a tuple of ints."""
@@ -81,8 +83,8 @@ class CNNGeometry:
 
     @property
     def conv_size(self) -> tuple[int, ...]:
-        """m_j = floor((d_j - l_j) / s_j) + 1."""
-        return tuple((d - l) // s + 1 for d, l, s in zip(self.spatial, self.kernel_size, self.stride))
+        """m_j = floor((d_j - l_j) / s_j) + 1 (``kr_lib.complexity.conv_output_size``, no padding)."""
+        return conv_output_size(self.spatial, self.kernel_size, self.stride)
 
     @property
     def pooled_size(self) -> tuple[int, ...]:

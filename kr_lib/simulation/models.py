@@ -138,6 +138,11 @@ def composite_kernel(family: str, weights: dict[str, torch.Tensor], geometry: CN
     Tucker-2: A[k, c, u] = sum_{r, s} U_out[k, r] G[r, s, u] U_in[s, c]; CP: A[k, c, u] =
     sum_r U_out[k, r] U_in[r, c] prod_j v_j[r, u_j]; dense: the conv's own weight.
 
+    The fast path of ``kr_lib.composite.compose_kernels`` (the composite kernel of any chain of convs,
+    theory.md section 1) for these three stacks: their 1x1 and per-mode convs make it one einsum, batched
+    over a stack of networks, where ``compose_kernels`` folds one network conv by conv. A test checks that
+    the two agree.
+
     Args:
         weights: ``dict(model.named_parameters())``, or the same with a leading stack dimension on every
             tensor (repetitions, as from ``torch.func.stack_module_state``), which the result keeps.
