@@ -14,11 +14,14 @@ COMMANDS = {
     "sweep": "run a sweep file's grid of ablations, resuming where it stopped",
     "results": "aggregate the result records of a dataset",
     "reproduce": "rerun a result record's exact parameters and compare the metrics",
+    "measure": "measured redundancy of trained networks: kr measure RECORD | DATASET [--csv F]",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kr", description="kr-book: the K/R ratio of compressed CNNs")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of one line (kr --debug COMMAND ...)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         try:
@@ -37,10 +40,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        # Bad input: one clear line, no traceback.
-        print(f"kr {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: finished runs are kept, the cut-off one resumes from its checkpoint
+        if args.debug:
+            raise
+        print(f"\nkr {args.command}: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, KeyError) as err:
+        # Bad input (or a file that cannot be read or written): one clear line, no traceback.
+        if args.debug:
+            raise
+        print(f"kr {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """An error as one line: an OSError as "cannot ... <file>: <reason>", others their message."""
+    if isinstance(err, OSError) and err.strerror and not isinstance(err, FileNotFoundError):
+        return f"cannot use {err.filename}: {err.strerror}" if err.filename else err.strerror
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    if err.__cause__ is not None:  # an error raised by other code (a user's model factory): its traceback exists
+        text += " (kr --debug shows the traceback)"
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -77,6 +77,9 @@ def execute_notebook(
             papermill.execute_notebook(
                 str(source), str(partial), parameters=parameters, kernel_name=KERNEL_NAME,
                 cwd=str(cwd) if cwd else None, execution_timeout=cell_timeout, progress_bar=progress,
+                # the kernel's own log (its transport warning; on Ctrl-C, its reply to a closed socket) is
+                # not the run's output: cell errors reach us through papermill
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
             )
     except BaseException:
         if partial.exists():

@@ -5,16 +5,23 @@
     seed = non_negative_int(seed, "seed")
     augment = boolean(augment, "augment")
     lr = positive_number(lr, "lr")                      # finite, > 0 (``allow_zero``: >= 0)
+    writable_folder("results", "--output-dir")          # a folder this process can create files in
 
 Every function returns the value (ints as ``int``, numbers as ``float``) so a check reads as an assignment.
+A count written as a whole float (``1e6``, ``60000.0``: how YAML and users write large numbers) is that int.
 """
 from __future__ import annotations
 
 import math
 import numbers
+import os
+import tempfile
+from pathlib import Path
 
 
 def _is_int(value) -> bool:
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return True  # 1e6 is a count too
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -56,3 +63,32 @@ def one_of(value, name: str, accepted) -> str:
     if value not in accepted:
         raise ValueError(f"{name} must be one of {', '.join(map(str, accepted))}, got {value!r}")
     return value
+
+
+def writable_folder(path: str | os.PathLike, name: str) -> Path:
+    """``path`` when this process can write files into it -- or create it: its nearest existing folder is
+    probed with a temporary file, removed at once, so a read-only disk or folder is found before any work;
+    else ``ValueError`` "cannot write to ...". Creates nothing that stays."""
+    path = Path(path)
+    probe = path.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"cannot write to {path} ({name}): {probe} is a file, not a folder; give a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise ValueError(f"cannot write to {path} ({name}): {err.strerror or err} in {probe}; "
+                         f"give a writable folder") from None
+    return path
+
+
+def writable_file(path: str | os.PathLike, name: str) -> Path:
+    """``path`` when a file can be written there (its folder is :func:`writable_folder`, and it is not a
+    folder itself); else ``ValueError`` "cannot write to ...". Creates nothing that stays."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"cannot write to {path} ({name}): it is a folder; give a file name")
+    writable_folder(path.parent, name)
+    return path

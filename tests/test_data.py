@@ -50,6 +50,7 @@ def test_fashion_mnist_split_and_normalization_constants():
 # --------------------------------------------------------------------------- moving Fashion-MNIST
 
 def test_moving_fashion_mnist_is_real_items_moving_deterministic_and_cached(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()  # a named data folder is never created
     a = get_dataset("moving_fashion_mnist", "train", data_dir=tmp_path / "a", limit=40, frames=6, canvas=36)
     b = get_dataset("moving_fashion_mnist", "train", data_dir=tmp_path / "b", limit=40, frames=6, canvas=36)
     assert a.x.shape == (40, 1, 6, 36, 36) and a.x.dtype == torch.uint8

@@ -25,6 +25,7 @@ from kr_lib.runs.findings import (  # noqa: E402
     findings, kr_regression, noise_floor, noise_floor_text, paired_kr_effects, size_predictors, size_sentence,
     t_interval, verdict,
 )
+from kr_lib.runs.identity import run_id, scientific  # noqa: E402
 from kr_lib.runs.records import records_table, write_record  # noqa: E402
 
 BUDGET = 29146
@@ -233,8 +234,8 @@ def test_runs_csv_has_every_parameter_and_metric_and_no_folder():
 def test_evidence_on_synthetic_records(tmp_path, monkeypatch):
     records = (design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.86, 0.87])
                + design_records("resnext", [0.90, 0.91, 0.92], [0.86, 0.87, 0.87]))
-    for r in records:
-        write_record(r, tmp_path)
+    for r in records:  # under the id their parameters give: a record whose id does not match them is corrupt
+        write_record({**r, "run_id": run_id(scientific(r["parameters"]))}, tmp_path)
     monkeypatch.setitem(sys.modules, "kr_lib.measured", types.ModuleType("kr_lib.measured"))  # no evidence yet
     cells = evidence(tmp_path, resamples=100)
     by = {(c["claim"][:2], c["dataset"]): c for c in cells}

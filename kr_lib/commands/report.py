@@ -16,6 +16,7 @@ from torch import nn
 from kr_lib.atomic import atomic_open
 from kr_lib.device import resolve_device
 from kr_lib.redundancy import default_input_shape, kr_report, kr_summary
+from kr_lib.validate import writable_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the same report, fast at any input size)")
     parser.add_argument("--csv", default=None, metavar="FILE", help="write the table as CSV")
     parser.add_argument("--json", default=None, metavar="FILE", help="write the table and the aggregates as JSON")
+
+
+class UserCodeError(ValueError):
+    """The user's model code raised: ``kr`` prints one line (``kr --debug`` shows the traceback)."""
 
 
 def torchvision_names() -> list[str]:
@@ -47,10 +52,16 @@ def build_model(spec: str) -> nn.Module:
             module = importlib.import_module(module_name)
         except ImportError as err:
             raise ValueError(f"cannot import {module_name!r} from model spec {spec!r}: {err}") from None
+        except Exception as err:  # the user's module raised while importing: their error, in one line
+            raise UserCodeError(f"importing {module_name!r} (model spec {spec!r}) raised "
+                                f"{type(err).__name__}: {err}") from err
         if not hasattr(module, attr):
             raise ValueError(f"module {module_name!r} has no attribute {attr!r} (model spec {spec!r})")
         obj = getattr(module, attr)
-        model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
+        try:
+            model = obj() if callable(obj) and not isinstance(obj, nn.Module) else obj
+        except Exception as err:
+            raise UserCodeError(f"the model factory {spec} raised {type(err).__name__}: {err}") from err
         if not isinstance(model, nn.Module):
             raise ValueError(f"{spec!r} gave a {type(model).__name__}, not an nn.Module")
         return model
@@ -85,12 +96,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give a MODEL (a torchvision name or package.module:factory); `kr report --list` lists the names")
     if args.batch < 1:
         raise ValueError(f"--batch must be a positive integer, got {args.batch}")
+    for flag, path in (("--csv", args.csv), ("--json", args.json)):
+        if path:
+            writable_file(path, flag)  # before the model is built
     device = resolve_device(args.device)
+    shape = parse_shape(args.input_shape) if args.input_shape else None
     model = build_model(args.model).to(device)
-    shape = parse_shape(args.input_shape) if args.input_shape else default_input_shape(model)
+    shape = shape or default_input_shape(model)
     dtype = next((p.dtype for p in model.parameters()), torch.float32)
     x = torch.randn(args.batch, *shape, device=device, dtype=dtype)
-    report = kr_report(model, x)
+    try:
+        report = kr_report(model, x)
+    except Exception as err:  # most often an input the model does not take: say which, in one line
+        raise UserCodeError(f"{args.model} on an input {'x'.join(map(str, x.shape))} raised "
+                            f"{type(err).__name__}: {' '.join(str(err).split())[:500]} (--input-shape sets the "
+                            "input)") from err
     summary = kr_summary(report)
 
     table = report.to_string(index=False, float_format=lambda v: f"{v:.3g}")

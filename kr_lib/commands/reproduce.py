@@ -3,10 +3,14 @@ when both runs are on the CPU, within a tolerance (default 0.01 accuracy, 2 % lo
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
+from kr_lib.device import resolve_device
 from kr_lib.project import add_project_argument, find_project
+from kr_lib.runs.records import read_record
+from kr_lib.validate import positive_number, writable_folder
 from kr_lib.runs.reproduce import GPU_ACCURACY_TOLERANCE, GPU_LOSS_RTOL, reproduce
 
 
@@ -25,13 +29,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    record = Path(args.record)
+    if record.is_dir():
+        raise ValueError(f"{record} is a folder; kr reproduce takes one record file, e.g. "
+                         f"{record / '<run_id>.json'}")
+    if not record.is_file():
+        raise FileNotFoundError(f"record {record} not found; give a result record such as "
+                                "results/fashion_mnist/<run_id>.json")
+    read_record(record)  # a corrupt record (or one edited by hand) stops here, before the rerun
+    positive_number(args.accuracy_tol, "--accuracy-tol", allow_zero=True)
+    positive_number(args.loss_rtol, "--loss-rtol", allow_zero=True)
+    resolve_device(args.device)
+    if args.output_dir is not None:
+        writable_folder(args.output_dir, "--output-dir")
+    if args.save_weights:
+        writable_folder(record.parent, "the record's folder (--save-weights)")
     cmp = reproduce(args.record, device=args.device, output_dir=args.output_dir, accuracy_tol=args.accuracy_tol,
                     loss_rtol=args.loss_rtol, save_weights=args.save_weights,
                     notebook=find_project(args.project) / "notebooks" / "ablation.ipynb")
-    table = pd.DataFrame({"original": cmp.original, "rerun": cmp.rerun, "difference": cmp.differences})
+    # every metric of either run; a difference only where both are numbers ("-": not comparable)
+    names = [*cmp.original, *(k for k in cmp.rerun if k not in cmp.original)]
+    difference = {k: cmp.differences[k] if cmp.differences.get(k) is not None else _difference(cmp, k) for k in names}
+    table = pd.DataFrame({"original": cmp.original, "rerun": cmp.rerun, "difference": difference}, index=names,
+                         dtype=object).fillna("-")
     print(table.to_string())
     print(f"rule: {cmp.rule}; {'AGREE' if cmp.agree else 'DIFFER'}")
     if args.save_weights:
         print(f"weights saved: {cmp.weights_path}" if cmp.weights_path else
               "weights NOT saved: the rerun's metrics are not identical to the record's")
     return 0 if cmp.agree else 1
+
+
+def _difference(cmp, key: str):
+    """rerun - original of one metric when both are numbers, else None."""
+    a, b = cmp.original.get(key), cmp.rerun.get(key)
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    return b - a if ok else None

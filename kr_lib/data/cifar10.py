@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from .base import DatasetInfo, TensorData, check_split
-from .fashion_mnist import DATA_DIR_ENV, default_data_dir
+from .fashion_mnist import DATA_DIR_ENV, check_data_dir, default_data_dir
 
 FOLDER = "cifar-10-batches-py"
 FILES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta")
@@ -52,7 +52,7 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
                  limit: int | None = None) -> TensorData:
     """The ``split`` as :class:`TensorData`: x ``(n, 3, 32, 32)`` uint8, y ``(n,)`` int64 (n = 50000 / 10000)."""
     train = check_split(split) == "train"
-    root = default_data_dir(data_dir)
+    root = check_data_dir(data_dir, download)
     if download:
         ds = torchvision.datasets.CIFAR10(root, train=train, download=True)
     else:
@@ -62,3 +62,11 @@ def load_cifar10(split: str = "train", data_dir: str | os.PathLike | None = None
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # torchvision keeps HWC
     y = torch.as_tensor(ds.targets, dtype=torch.long)
     return TensorData(x, y, cifar10_info(), split).subset(limit)
+
+
+def check_cifar10(data_dir: str | os.PathLike | None = None, download: bool = False, **options) -> None:
+    """Raise (one line: the folder, the missing files, how to get them) when CIFAR-10 cannot be loaded as
+    asked; reads no data (the check before a run starts)."""
+    root = check_data_dir(data_dir, download)
+    if not download and not all((root / FOLDER / f).is_file() for f in FILES):
+        raise missing_cifar10(root)

@@ -1,14 +1,16 @@
 """Fashion-MNIST, found offline: a user data directory, then Debian's ``dataset-fashion-mnist`` package.
 
-torchvision's ``FashionMNIST`` reads the four IDX files from ``<root>/FashionMNIST/raw``; the Debian
-package ships them gzipped in ``/usr/share/datasets/fashion-mnist``, so they are unpacked once into a
-cache folder that torchvision then reads. Nothing is downloaded unless ``download=True`` is asked for.
+The four IDX files (plain or gzipped, as Debian ships them in ``/usr/share/datasets/fashion-mnist``) are
+read where they lie (:func:`read_idx`): nothing is copied or unpacked anywhere, and a data folder named by
+the user (``data_dir`` or ``$KR_DATA_DIR``) is never created or filled -- only ``download=True`` fetches
+the files (torchvision's ``FashionMNIST``) into ``<root>/FashionMNIST/raw``.
 """
 from __future__ import annotations
 
 import gzip
+import math
 import os
-import shutil
+import struct
 from pathlib import Path
 
 import torch
@@ -36,47 +38,87 @@ def default_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     return Path.home() / ".cache" / "kr_lib" / "data"
 
 
+def check_data_dir(data_dir: str | os.PathLike | None = None, download: bool = False) -> Path:
+    """The data root (:func:`default_data_dir`), checked: a folder the user named (``data_dir`` or
+    ``$KR_DATA_DIR``) must exist -- it is never created, except by ``download=True`` -- and no root may be
+    a file. Raises ``FileNotFoundError``/``ValueError`` in one line naming the folder and the fix."""
+    root = default_data_dir(data_dir)
+    named = data_dir is not None or bool(os.environ.get(DATA_DIR_ENV))
+    source = "data_dir" if data_dir is not None else f"${DATA_DIR_ENV}"
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"the data folder {root} ({source if named else 'default'}) is a file, not a folder; "
+                         f"give the folder that holds the data")
+    if named and not root.exists() and not download:
+        raise FileNotFoundError(f"the data folder {root} ({source}) does not exist; give the folder that holds "
+                                f"the data, or leave {source} unset to look in the default places (a data folder "
+                                f"is never created, except to download into it).")
+    return root
+
+
 def _has_idx(folder: Path) -> bool:
-    return all((folder / f).exists() or (folder / f"{f}.gz").exists() for f in IDX_FILES)
+    return all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in IDX_FILES)
+
+
+def fashion_mnist_places(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where Fashion-MNIST is looked for, in order: ``<root>/FashionMNIST/raw``, ``<root>`` (the data root,
+    :func:`default_data_dir`), then the Debian package folder."""
+    root = default_data_dir(data_dir)
+    return [root / "FashionMNIST" / "raw", root, DEBIAN_FOLDER]
 
 
 def find_fashion_mnist(data_dir: str | os.PathLike | None = None, download: bool = False) -> Path:
-    """Return a root that torchvision's ``FashionMNIST`` reads without downloading.
+    """The folder that holds the four IDX files (plain or ``.gz``): the first of :func:`fashion_mnist_places`.
 
-    Looks in ``<root>/FashionMNIST/raw``, then ``<root>`` itself, then the Debian package folder, and
-    unpacks the gzipped IDX files into ``<root>/FashionMNIST/raw`` when needed.
+    Writes nothing; ``download=True`` fetches the files into ``<root>/FashionMNIST/raw`` when none of the
+    places has them. A named data folder that does not exist is an error (:func:`check_data_dir`).
     """
-    root = default_data_dir(data_dir)
-    raw = root / "FashionMNIST" / "raw"
-    if all((raw / f).exists() for f in IDX_FILES):
-        return root
-    for source in (raw, root, DEBIAN_FOLDER):
-        if source.is_dir() and _has_idx(source):
-            raw.mkdir(parents=True, exist_ok=True)
-            for f in IDX_FILES:
-                target = raw / f
-                if target.exists():
-                    continue
-                tmp = raw / f".{f}.partial"
-                if (source / f).exists():
-                    shutil.copyfile(source / f, tmp)
-                else:
-                    with gzip.open(source / f"{f}.gz", "rb") as src, open(tmp, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                os.replace(tmp, target)  # atomic: a half-written file is never taken for data
-            return root
+    root = check_data_dir(data_dir, download)
+    places = fashion_mnist_places(data_dir)
+    for folder in places:
+        if folder.is_dir() and _has_idx(folder):
+            return folder
     if download:
         import torchvision
 
         torchvision.datasets.FashionMNIST(root, train=True, download=True)
         torchvision.datasets.FashionMNIST(root, train=False, download=True)
-        return root
+        return places[0]
     raise FileNotFoundError(
-        f"Fashion-MNIST was not found in {raw}, {root} or {DEBIAN_FOLDER}. Expected the four IDX files "
+        f"Fashion-MNIST was not found in {', '.join(map(str, places))}: expected the four IDX files "
         f"{', '.join(IDX_FILES)} (optionally .gz). Get them with `sudo apt-get install dataset-fashion-mnist` "
         f"(Debian/Ubuntu, offline mirror), or set {DATA_DIR_ENV} / pass data_dir=... to a folder that holds "
         f"them, or pass download=True when online."
     )
+
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """An IDX file of unsigned bytes (MNIST's format; gzipped when the name ends in ``.gz``) as a ``uint8``
+    tensor of its shape, e.g. images ``(n, 28, 28)`` or labels ``(n,)``."""
+    path = Path(path)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] or data[1] or data[2] != 0x08 or not 1 <= data[3] <= 3:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (Fashion-MNIST's format)")
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    offset = 4 + 4 * ndim
+    if len(data) - offset != math.prod(shape):
+        raise ValueError(f"{path} is truncated: {len(data) - offset} bytes for shape {shape}")
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=offset).view(*shape)
+
+
+def _read_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(n, 28, 28)`` uint8 and labels ``(n,)`` int64 of one split, read from ``folder``."""
+    prefix = "train" if train else "t10k"
+
+    def one(kind: str) -> torch.Tensor:
+        name = f"{prefix}-{kind}"
+        return read_idx(folder / name if (folder / name).is_file() else folder / f"{name}.gz")
+
+    images, labels = one("images-idx3-ubyte"), one("labels-idx1-ubyte").long()
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise ValueError(f"Fashion-MNIST in {folder}: images {tuple(images.shape)} do not match labels {tuple(labels.shape)}")
+    return images, labels
 
 
 def fashion_mnist_tensors(
@@ -89,13 +131,10 @@ def fashion_mnist_tensors(
 
     ``limit`` keeps the first ``limit`` samples (the files' order, so it is deterministic).
     """
-    import torchvision
-
-    root = find_fashion_mnist(data_dir, download=download)
-    ds = torchvision.datasets.FashionMNIST(root, train=train, download=False)
-    x = ds.data[:limit] if limit else ds.data
-    y = ds.targets[:limit] if limit else ds.targets
-    return x.unsqueeze(1).float().div_(255.0), y.long().clone()
+    images, labels = _read_split(find_fashion_mnist(data_dir, download=download), train)
+    x = images[:limit] if limit else images
+    y = labels[:limit] if limit else labels
+    return x.unsqueeze(1).float().div_(255.0), y.clone()
 
 
 # Standard normalization: the pixel mean and standard deviation of the 60000 training images in [0, 1]
@@ -115,12 +154,18 @@ def fashion_mnist_info() -> "DatasetInfo":
 def load_fashion_mnist(split: str = "train", data_dir: str | os.PathLike | None = None,
                        download: bool = False, limit: int | None = None) -> "TensorData":
     """The ``split`` (``"train"``/``"test"``) as :class:`~kr_lib.data.base.TensorData`: x ``(n, 1, 28, 28)`` uint8."""
-    import torchvision
-
     from .base import TensorData, check_split
 
     train = check_split(split) == "train"
-    root = find_fashion_mnist(data_dir, download=download)
-    ds = torchvision.datasets.FashionMNIST(root, train=train, download=False)
-    data = TensorData(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), fashion_mnist_info(), split)
+    images, labels = _read_split(find_fashion_mnist(data_dir, download=download), train)
+    data = TensorData(images.unsqueeze(1).contiguous(), labels, fashion_mnist_info(), split)
     return data.subset(limit)
+
+
+def check_fashion_mnist(data_dir: str | os.PathLike | None = None, download: bool = False, **options) -> None:
+    """Raise (one line: where it was looked for, how to get it) when Fashion-MNIST cannot be loaded as asked;
+    reads no data (the check before a run starts)."""
+    if download:
+        check_data_dir(data_dir, download)
+    else:
+        find_fashion_mnist(data_dir)

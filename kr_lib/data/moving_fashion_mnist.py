@@ -6,7 +6,8 @@ starts at a random place and moves with a constant integer velocity (1 to 3 pixe
 never standing still), bouncing off the canvas walls. The random start and velocity of every clip are
 drawn once per split from a generator seeded with ``seed``, so clip i is the same whatever ``limit``
 is asked for. Clips are generated once and cached (atomic write) under
-``<data dir>/moving_fashion_mnist/``; the 3D path's real-data default.
+``<data dir>/moving_fashion_mnist/`` (a data folder the user named must exist: it is never created);
+the 3D path's real-data default.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pathlib import Path
 import torch
 
 from .base import DatasetInfo, TensorData, check_split
-from .fashion_mnist import (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, default_data_dir,
-                            load_fashion_mnist)
+from .fashion_mnist import (FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, check_data_dir,
+                            check_fashion_mnist, default_data_dir, load_fashion_mnist)
 
 ITEM = 28  # Fashion-MNIST images are 28 x 28
 DEFAULT_FRAMES = 8
@@ -114,6 +115,7 @@ def load_moving_fashion_mnist(split: str = "train", data_dir: str | os.PathLike 
     limit = DEFAULT_LIMIT[split] if limit is None else int(limit)
     if limit < 1:
         raise ValueError(f"limit must be a positive number of clips, got {limit}")
+    check_data_dir(data_dir, download)
     path = cache_path(split, limit, frames, canvas, seed, data_dir)
     info = moving_fashion_mnist_info(frames, canvas)
     if path.exists():
@@ -125,3 +127,10 @@ def load_moving_fashion_mnist(split: str = "train", data_dir: str | os.PathLike 
     torch.save({"x": data.x, "y": data.y, "version": CACHE_VERSION}, tmp)
     os.replace(tmp, path)  # atomic: a reader never sees half a file
     return data
+
+
+def check_moving_fashion_mnist(data_dir: str | os.PathLike | None = None, download: bool = False, **options) -> None:
+    """Raise (one line) when the clips cannot be made as asked: the data folder (:func:`check_data_dir`) and
+    the Fashion-MNIST items they are made from. Reads no data (the check before a run starts)."""
+    check_data_dir(data_dir, download)
+    check_fashion_mnist(data_dir, download)

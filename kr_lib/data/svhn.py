@@ -12,7 +12,7 @@ import torch
 import torchvision
 
 from .base import DatasetInfo, TensorData, check_split
-from .fashion_mnist import DATA_DIR_ENV, default_data_dir
+from .fashion_mnist import DATA_DIR_ENV, check_data_dir, default_data_dir
 
 FOLDER = "svhn"
 FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
@@ -38,7 +38,7 @@ def load_svhn(split: str = "train", data_dir: str | os.PathLike | None = None, d
               limit: int | None = None) -> TensorData:
     """The ``split`` as :class:`TensorData`: x ``(n, 3, 32, 32)`` uint8, y ``(n,)`` int64 in 0..9."""
     check_split(split)
-    folder = default_data_dir(data_dir) / FOLDER
+    folder = check_data_dir(data_dir, download) / FOLDER
     if download:
         ds = torchvision.datasets.SVHN(folder, split=split, download=True)
     else:
@@ -54,3 +54,14 @@ def load_svhn(split: str = "train", data_dir: str | os.PathLike | None = None, d
     x = torch.from_numpy(ds.data).contiguous()  # torchvision already made it (N, C, H, W)
     y = torch.from_numpy(ds.labels).long()
     return TensorData(x, y, svhn_info(), split).subset(limit)
+
+
+def check_svhn(data_dir: str | os.PathLike | None = None, download: bool = False, **options) -> None:
+    """Raise (one line) when SVHN cannot be loaded as asked (the data folder, both splits' .mat files);
+    reads no data (the check before a run starts)."""
+    folder = check_data_dir(data_dir, download) / FOLDER
+    missing = [str(folder / name) for name in FILES.values() if not (folder / name).is_file()]
+    if missing and not download:
+        raise FileNotFoundError(f"SVHN is missing: expected {' and '.join(missing)} (the cropped-digits .mat files); "
+                                f"fetch them with download=True (online), or pass data_dir=... / set {DATA_DIR_ENV} "
+                                f"to the folder that holds {FOLDER}/")

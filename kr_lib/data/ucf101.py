@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .base import DatasetInfo, check_split
-from .fashion_mnist import DATA_DIR_ENV, default_data_dir
+from .fashion_mnist import DATA_DIR_ENV, check_data_dir, default_data_dir
 
 VIDEO_FOLDER = "UCF-101"
 LIST_FOLDER = "ucfTrainTestlist"
@@ -50,7 +50,7 @@ def ucf101_info(frames: int = 16, size: int = 112, num_classes: int = NUM_CLASSE
 
 def find_ucf101(data_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding ``UCF-101/`` and ``ucfTrainTestlist/``: the data root or its UCF101/ucf101 subfolder."""
-    base = default_data_dir(data_dir)
+    base = check_data_dir(data_dir)
     candidates = [base, base / "UCF101", base / "ucf101"]
     for root in candidates:
         if (root / VIDEO_FOLDER).is_dir() and (root / LIST_FOLDER / "classInd.txt").is_file():
@@ -206,3 +206,9 @@ def load_ucf101(split: str = "train", data_dir: str | os.PathLike | None = None,
         except FileNotFoundError as err:
             raise FileNotFoundError(f"download=True is not supported for UCF101 (a 6.5 GB RAR archive). {err}") from None
     return UCF101Clips(split, data_dir, limit=limit, **options)
+
+
+def check_ucf101(data_dir: str | os.PathLike | None = None, download: bool = False, **options) -> None:
+    """Raise (one line: where it was looked for, how to get it) when UCF101's official layout is not there;
+    reads no video (the check before a run starts). ``download`` does not help: UCF101 is never fetched."""
+    find_ucf101(data_dir)

@@ -247,4 +247,13 @@ def _meta_design(dataset, options, design, kr_ratio, R, param_budget, stages, bl
          "blocks_per_stage": blocks_per_stage, "kernel_size": kernel_size, "stem_stride": stem_stride,
          "group_width": group_width}
     with torch.device("meta"):
-        return build_network(p, dataset_info(dataset, **dict(options))).spec["design"]
+        try:
+            return build_network(p, dataset_info(dataset, **dict(options))).spec["design"]
+        except ValueError as err:
+            # build_model's budget_tolerance is not a run parameter: suggest only what a run can change
+            text = str(err)
+            if "raise budget_tolerance" in text:
+                text = text.replace(", or raise budget_tolerance", ", or pick another kr_ratio or design")
+                text = text.replace("raise the budget, change", "raise param_budget, change")
+                raise ValueError(text) from None
+            raise

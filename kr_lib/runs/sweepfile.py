@@ -1,6 +1,6 @@
 """Sweep files: a YAML file's grid of ablation runs, expanded for a preset and checked before any run.
 
-A sweep file (read with ``yaml.safe_load``)::
+A sweep file (safe YAML, :func:`~kr_lib.runs.cli_values.load_yaml`)::
 
     dataset: fashion_mnist
     description: what the sweep is for
@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cli_values import load_yaml, yaml_error
 from .parameters import DEFAULTS, AblationParams, check_parameters
 
 SWEEP_KEYS = {"dataset", "description", "parameters", "grids", "presets"}
@@ -50,6 +51,15 @@ class Sweep:
     runs: list[AblationParams]
 
 
+def _mapping(where: str, value, example: str) -> dict:
+    """``value`` (a sweep file's section) as a dict: None is empty, anything but a mapping an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be a mapping such as {example}, got {value!r}")
+    return value
+
+
 def _check_names(where: str, names, allowed) -> None:
     unknown = sorted(set(names) - set(allowed))
     if unknown:
@@ -57,27 +67,40 @@ def _check_names(where: str, names, allowed) -> None:
 
 
 def load_sweep(path: str | os.PathLike, preset: str | None = None) -> Sweep:
-    """Read a sweep file (safe YAML) and expand its grid for ``preset``; every run is checked here."""
+    """Read a sweep file (safe YAML, :func:`~kr_lib.runs.cli_values.load_yaml`: ``1e-3`` is a number) and
+    expand its grid for ``preset``; every run is checked here. Every problem is one line naming the file."""
     import yaml
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a sweep file; give a YAML file such as sweeps/fashion_mnist.yaml")
     if not path.is_file():
         raise FileNotFoundError(f"sweep file {path} not found")
-    spec = yaml.safe_load(path.read_text())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise ValueError(f"cannot read the sweep file {path}: {reason}") from None
+    try:
+        spec = load_yaml(text)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML (sweep files hold plain data only): {yaml_error(err)}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a sweep file is a YAML mapping with keys {', '.join(sorted(SWEEP_KEYS))}")
     _check_names(str(path), spec, SWEEP_KEYS)
     if "dataset" not in spec or "grids" not in spec:
         raise ValueError(f"{path}: needs 'dataset' and 'grids'")
     param_names = set(DEFAULTS) - NOT_IN_SWEEP
-    base = dict(spec.get("parameters") or {})
+    base = dict(_mapping(f"{path}: parameters", spec.get("parameters"), "{epochs: 4}"))
     _check_names(f"{path}: parameters", base, param_names)
-    presets = spec.get("presets") or {}
+    presets = _mapping(f"{path}: presets", spec.get("presets"), "{quick: {parameters: {epochs: 1}}}")
     description, cost, axes, grid_overrides = spec.get("description", ""), "", {}, {}
     if preset is not None:
         if preset not in presets:
             raise ValueError(f"{path}: no preset {preset!r}; it has: {', '.join(presets) or 'none'}")
-        pre = presets[preset] or {}
+        pre = _mapping(f"{path}: preset {preset}", presets[preset], "{parameters: {epochs: 1}}")
+        for key, example in (("parameters", "{epochs: 1}"), ("axes", "{seed: [0]}"), ("grids", "{dense: null}")):
+            _mapping(f"{path}: preset {preset}: {key}", pre.get(key), example)
         _check_names(f"{path}: preset {preset}", pre, PRESET_KEYS)
         _check_names(f"{path}: preset {preset}: parameters", pre.get("parameters") or {}, param_names)
         _check_names(f"{path}: preset {preset}: axes", pre.get("axes") or {}, param_names)
