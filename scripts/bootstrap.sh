@@ -34,6 +34,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   # The pinned wheels lie on this machine's disk (see /etc/xdg/pip); elsewhere pip fetches them.
   # (sed drops pip's warnings about this machine's unused local index folders)
   .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | sed '/is ignored: it is neither/d'
-  .venv/bin/python -m pip install -q -e ".[test,bench]" 2>&1 | sed '/is ignored: it is neither/d' 
+  .venv/bin/python -m pip install -q -e ".[test,bench,measure]" 2>&1 | sed '/is ignored: it is neither/d' 
   touch "$stamp"
 fi
