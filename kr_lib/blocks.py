@@ -1,15 +1,31 @@
-"""The blocks of theory.md section 2: each one is a decomposed convolution kernel written as layers.
+"""The blocks of book section 2, :ref:`sec-decomposition`: each one is a decomposed convolution kernel written as layers.
 
-The designs, as decompositions and as layers::
+The designs, as decompositions and as layers:
 
-    | design              | decomposition of the kernel A (K x P x l_1..l_N) | layers                                   |
-    |---------------------|--------------------------------------------------|------------------------------------------|
-    | ``dense``           | none                                             | l-conv P->K                              |
-    | ``bottleneck``      | Tucker-2, ranks (R_in, R)                        | 1x1 P->R_in, l-conv R_in->R, 1x1 R->K     |
-    | ``resnext``         | block-term, G groups of Tucker-2                 | 1x1 P->R_in, grouped l-conv, 1x1 R->K     |
-    | ``inverted_residual`` | Tucker-2 with a depthwise (diagonal) core, R = tP | 1x1 P->R, depthwise l-conv, 1x1 R->K  |
-    | ``separable``       | CP, rank R                                       | 1x1 P->R, depthwise 1D conv per mode, 1x1 R->K |
-    | ``r2plus1d`` (3D)   | Tucker-like (2+1)D: spatial then temporal factor | (1,l,l)-conv P->R, (l,1,1)-conv R->R, 1x1 R->K |
+.. list-table::
+   :header-rows: 1
+
+   * - design
+     - decomposition of the kernel A (K x P x l_1..l_N)
+     - layers
+   * - ``dense``
+     - none
+     - l-conv P->K
+   * - ``bottleneck``
+     - Tucker-2, ranks (R_in, R)
+     - 1x1 P->R_in, l-conv R_in->R, 1x1 R->K
+   * - ``resnext``
+     - block-term, G groups of Tucker-2
+     - 1x1 P->R_in, grouped l-conv, 1x1 R->K
+   * - ``inverted_residual``
+     - Tucker-2 with a depthwise (diagonal) core, R = tP
+     - 1x1 P->R, depthwise l-conv, 1x1 R->K
+   * - ``separable``
+     - CP, rank R
+     - 1x1 P->R, depthwise 1D conv per mode, 1x1 R->K
+   * - ``r2plus1d`` (3D)
+     - Tucker-like (2+1)D: spatial then temporal factor
+     - (1,l,l)-conv P->R, (l,1,1)-conv R->R, 1x1 R->K
 
 Every block ends with a pointwise conv R -> K (``block.projection``; for ``dense`` the conv itself,
 R = K), the K x R output factor of its composite kernel. Its attributes: ``K``, ``R``,

@@ -1,9 +1,9 @@
-"""Degrees of freedom, naive parameter counts and FLOPs (theory.md sections 2-3).
+"""Degrees of freedom, naive parameter counts and FLOPs (book sections 2, 3, :ref:`sec-decomposition` and :ref:`sec-df`).
 
 Three ways of counting the size of a model:
 
 * **degrees of freedom** (df) -- the dimension of the set of weight tensors a parametrization can
-  reach. It is what the sample complexity of least squares depends on (theory.md section 3):
+  reach. It is what the sample complexity of least squares depends on (book section 3, :ref:`sec-df`):
   ``tucker_dof``, ``cp_dof``, ``compressed_conv_df``, checked numerically by ``jacobian_dof``
   (the rank of the Jacobian of the parametrization at a random point);
 * the **naive count** -- the number of scalars stored: ``naive_count`` (of a module),
@@ -43,7 +43,7 @@ __all__ = [
     "DESIGNS",
 ]
 
-#: Block designs of theory.md section 2 (the names ``kr_lib.blocks.make_block`` accepts).
+#: Block designs of book section 2, sec-decomposition (the names ``kr_lib.blocks.make_block`` accepts).
 DESIGNS = ("dense", "bottleneck", "resnext", "inverted_residual", "separable", "r2plus1d")
 
 
@@ -111,7 +111,7 @@ def tucker_dof(dims: Sequence[int], ranks: Sequence[int]) -> int:
     first clipped to the attainable ones (``tucker_ranks_clipped``), so the result never exceeds
     ``prod(dims)``. A single mode (a vector) has ``df = n`` for any rank >= 1.
 
-    >>> tucker_dof((6, 3, 3, 9), (3, 3, 3, 2))   # theory.md section 3, K >= 2
+    >>> tucker_dof((6, 3, 3, 9), (3, 3, 3, 2))   # book section 3, sec-df, K >= 2
     77
     """
     dims = _positive_ints(dims, "dims")
@@ -171,7 +171,7 @@ def jacobian_dof(fn: Callable[..., torch.Tensor], *params: torch.Tensor, rtol: f
 
 # ----------------------------------------------------------------------------- section 3: one compressed conv + pooling + FC
 def compressed_conv_df(P: int, R_in: int, R: int, K: int, kernel_size, pooled_size, num_outputs: int = 1, dim: int = 2) -> int:
-    """df of the summarized tensor W of a Tucker-2 conv -> average pooling -> FC (theory.md section 3).
+    """df of the summarized tensor W of a Tucker-2 conv -> average pooling -> FC (book section 3, :ref:`sec-df`).
 
     The conv kernel is ``A = core x_K U_out x_P U_in`` (``U_in``: P x R_in, ``core``:
     R x R_in x l_1..l_N, ``U_out``: K x R); the FC weight is ``B`` (O x K x p_1..p_N). Then
@@ -340,7 +340,7 @@ def _check_design_args(design, P, K, R, kernel_size, dim, R_in, groups):
 
 def block_naive_count(design: str, P: int, K: int, R: int, kernel_size=3, dim: int = 2, R_in: int | None = None,
                       groups: int = 1, bias: bool = False) -> int:
-    """Analytic naive count of a linear block (theory.md section 2 table), biases optional.
+    """Analytic naive count of a linear block (book section 2, :ref:`sec-decomposition` table), biases optional.
 
     ``dense`` K P prod(l); ``bottleneck`` P R_in + R_in R prod(l) + R K; ``resnext`` the same with the
     core divided by ``groups``; ``inverted_residual`` (depthwise core, R_in = R) P R + R prod(l) + R K;

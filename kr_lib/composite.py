@@ -1,4 +1,4 @@
-"""The composite kernel of a chain of convolutions (theory.md section 1), computed here and nowhere else.
+"""The composite kernel of a chain of convolutions (book section 1, :ref:`sec-regression`), computed here and nowhere else.
 
 Convolution 1 (kernel A1 of shape (C_1, C_0, l1_1..l1_N), stride s1, zero padding p1, bias a1) followed by
 convolution 2 (A2 of shape (C_2, C_1, l2_1..l2_N), stride s2, padding p2, bias a2) is, away from the

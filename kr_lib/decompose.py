@@ -1,4 +1,4 @@
-"""Decompose a trained convolution into the equivalent block (theory.md section 2), and back.
+"""Decompose a trained convolution into the equivalent block (book section 2, :ref:`sec-decomposition`), and back.
 
 ``decompose_conv(conv, method, rank)`` factors the kernel ``A`` (K x P x l_1..l_N) of an
 ``nn.Conv1d/2d/3d`` with TensorLy on its PyTorch backend (so it runs where the weights are: CUDA in,
@@ -6,13 +6,23 @@ CUDA out) and returns a ``DecomposedConv``: a ``nn.Sequential`` of plain ``nn.Co
 forward equals a convolution with the reconstructed kernel, with the original stride, padding and bias
 (the bias sits on the last 1x1 conv).
 
-The three methods, as kernels and as layers::
+The three methods, as kernels and as layers:
 
-    | method      | kernel                                                  | layers                                         |
-    |-------------|---------------------------------------------------------|------------------------------------------------|
-    | ``tucker2`` | ``core x_K U_K x_P U_P``, ranks (R, R_in)                 | 1x1 P->R_in, l-conv R_in->R, 1x1 R->K            |
-    | ``cp``      | ``sum_r U_K[:,r] o U_P[:,r] o U_1[:,r] ... o U_N[:,r]``  | 1x1 P->R, depthwise 1D conv per mode, 1x1 R->K  |
-    | ``tucker``  | ``core x_K U_K x_P U_P x_1 U_1 ... x_N U_N`` (full Tucker) | 1x1 P->R_in, per mode j a grouped 1D conv that expands each channel into r_j (``U_j``), 1x1 core conv R_in prod(r) -> R, 1x1 R->K |
+.. list-table::
+   :header-rows: 1
+
+   * - method
+     - kernel
+     - layers
+   * - ``tucker2``
+     - ``core x_K U_K x_P U_P``, ranks (R, R_in)
+     - 1x1 P->R_in, l-conv R_in->R, 1x1 R->K
+   * - ``cp``
+     - ``sum_r U_K[:,r] o U_P[:,r] o U_1[:,r] ... o U_N[:,r]``
+     - 1x1 P->R, depthwise 1D conv per mode, 1x1 R->K
+   * - ``tucker``
+     - ``core x_K U_K x_P U_P x_1 U_1 ... x_N U_N`` (full Tucker)
+     - 1x1 P->R_in, per mode j a grouped 1D conv that expands each channel into r_j (``U_j``), 1x1 core conv R_in prod(r) -> R, 1x1 R->K
 
 The rank is an int, a tuple (one per mode of the kernel, in its order K, P, l_1..l_N) or a float in
 (0, 1] (a fraction of the full rank, rounded, at least 1):

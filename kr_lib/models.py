@@ -1,5 +1,5 @@
 """The ablation network family: one ResNet-style network in 2D (images) and 3D (video clips) whose
-blocks are any design of theory.md section 2, with the K/R ratio set directly.
+blocks are any design of book section 2, :ref:`sec-decomposition`, with the K/R ratio set directly.
 
     stem (conv 3, BN, ReLU; R_0 channels) -> stages s = 0..S-1 of blocks (K_s = K_0 2^s output
     channels, R_s = R_0 2^s, first block of stage s >= 1 strided by 2) -> global average pooling

@@ -1,7 +1,7 @@
 """Figures the notebooks share (seaborn on matplotlib). Each function takes a tidy DataFrame and returns
 the matplotlib Figure; nothing is computed here that the library does not already compute.
 
-Sample complexity (notebooks/sample_complexity.ipynb, theory.md section 3):
+Sample complexity (notebooks/sample_complexity.ipynb, book section 3, :ref:`sec-df`):
 ``plot_error_vs_n``, ``plot_error_vs_counts``, ``plot_n_to_reach``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The K/R ratio of a block and the K/R report of a network (theory.md section 4).
+"""The K/R ratio of a block and the K/R report of a network (book section 4, :ref:`sec-kr`).
 
 A block whose K output channels come from a pointwise projection of R channels (the K x R output
 factor of the block's composite kernel) has the K/R ratio K / R. With linear activations its K
@@ -44,7 +44,7 @@ pass gives the data flow):
    pointwise -> ``bottleneck``; dense spatial convs only -> ``dense``; otherwise ``other``.
 
 Degrees of freedom of a block (the ``df`` column). With identity activations and BatchNorm folded
-(theory.md section 1), the chain is one convolution with a *composite kernel* of shape
+(book section 1, :ref:`sec-regression`), the chain is one convolution with a *composite kernel* of shape
 ``(K, P, l_1..l_N)`` (``l_j = l_1 + s_1 (l_2 - 1) + ...``, the chain's receptive field). Its Tucker
 ranks are at most ``(min(R, K), min(R_in, P), l_1..l_N)`` where R_in is the output channels of an
 opening pointwise conv (P when the chain does not open with one), so
@@ -55,7 +55,7 @@ opening pointwise conv (P when the chain does not open with one), so
 bound: the image of a polynomial map has dimension at most its number of parameters). The shortcut
 is not part of it. The ``naive count`` is the block's parameter count (all of its parameters: chain,
 shortcut, BatchNorm, squeeze-excitation). In this block-level df the output factor still costs
-``R (K - R)``; it disappears only when what follows the block is linear (theory.md section 3).
+``R (K - R)``; it disappears only when what follows the block is linear (book section 3, :ref:`sec-df`).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` in the same forward pass, with
 PyTorch's convention: 2 FLOPs per multiply-accumulate of convolutions and matrix products (fvcore

@@ -1,4 +1,4 @@
-"""Blocks of theory.md section 2: shapes, K/R bookkeeping, counts, FLOPs and the df of their kernels."""
+"""Blocks of book section 2, sec-decomposition: shapes, K/R bookkeeping, counts, FLOPs and the df of their kernels."""
 import math
 
 import pytest

@@ -48,14 +48,14 @@ def _cp_numeric(dims, rank, seed=0):
     return jacobian_dof(_cp, *factors)
 
 
-# ---------------------------------------------------------------- theory.md section 3, worked example
+# ---------------------------------------------------------------- book section 3, sec-df, worked example
 def test_worked_example_matches_theory_and_jacobian_rank():
     Ks = (1, 2, 4, 8, 16)
     ranks = [compressed_conv_jacobian_rank(6, 3, 2, K, kernel_size=3, pooled_size=3) for K in Ks]
     formula = [compressed_conv_df(6, 3, 2, K, kernel_size=3, pooled_size=3) for K in Ks]
     naive = [compressed_conv_naive(6, 3, 2, K, kernel_size=3, pooled_size=3) for K in Ks]
     assert ranks == formula
-    # the numbers stated in theory.md must be the computed ones
+    # the numbers stated in the book (section 3, sec-df) must be the computed ones
     assert ranks == [44, 77, 77, 77, 77]
     assert naive == [83, 94, 116, 160, 248]
 

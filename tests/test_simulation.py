@@ -1,4 +1,4 @@
-"""Tests of kr_lib.simulation (theory.md section 3): the networks compute what the tensor-regression form
+"""Tests of kr_lib.simulation (book section 3, sec-df): the networks compute what the tensor-regression form
 says, df is the dimension of what they reach, the estimators recover W*, and a small seeded experiment
 shows the ordering the theory predicts (compressed students' error flat in K, dense students' growing)."""
 import math

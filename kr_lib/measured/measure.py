@@ -4,7 +4,7 @@
     table = measure_record("results/fashion_mnist/<run_id>.json")  # its saved weights and its dataset
     table = measure_records("results/fashion_mnist")          # every record with weights there
 
-For every block (theory.md section 4) two activations are taken with forward hooks on real inputs:
+For every block (book section 4, :ref:`sec-kr`) two activations are taken with forward hooks on real inputs:
 
 * the **output**: the block's K channels as the next layer receives them (after the shortcut and the output
   activation: the block module's own output);
@@ -259,7 +259,7 @@ def _tp_version() -> str:
 
 
 def linear_control(split, K: int = 32, R: int = 8, seed: int = 0, device=None, batch_size: int = 256) -> pd.DataFrame:
-    """The control of theory.md section 4 on real inputs: a random *linear* block (no BatchNorm, no activation, no
+    """The control of book section 4, :ref:`sec-kr` on real inputs: a random *linear* block (no BatchNorm, no activation, no
     shortcut; ``kr_lib.blocks.make_block(..., linear=True)``) of every design for the split's dimension, K
     outputs and rank R, applied to ``split``'s samples. :func:`measure_redundancy` rows (``prune=False``): the
     whole output's numerical rank is at most R, by construction. R must stay below 9 P (the rank a 3 x 3

@@ -1,6 +1,6 @@
 """The spectrum of a block's K output channels, accumulated in one streaming pass, and the numbers read from it.
 
-Every position of every sample gives one vector of K channel values (theory.md section 4: the K outputs of
+Every position of every sample gives one vector of K channel values (book section 4, :ref:`sec-kr`: the K outputs of
 a block). Over N such vectors the centred data matrix X (N x K) has the covariance C = X^T X / (N - 1),
 eigenvalues lambda_1 >= ... >= lambda_K and singular values sigma_i = sqrt((N - 1) lambda_i). C is summed
 batch by batch in float64 (:class:`StreamingCovariance`): memory is K x K, whatever N.

@@ -1,6 +1,6 @@
 """The rule that turns measured redundancy into a verdict on the paper's claim, and its sentences.
 
-The claim (theory.md section 4): K/R measures the redundancy left in a block's K outputs -- with linear
+The claim (book section 4, :ref:`sec-kr`): K/R measures the redundancy left in a block's K outputs -- with linear
 activations they span at most R directions, and the paper says this still holds with nonlinear ones.
 Read on measurements (:func:`kr_lib.measured.measure_redundancy`), per block:
 

@@ -1,6 +1,6 @@
 """The findings of a results page: effects of K/R with intervals, stated by a rule, computed from the records.
 
-The paper's prediction that the ablation runs can test (the introduction's claim 4; theory, section 4): a
+The paper's prediction that the ablation runs can test (the introduction's claim 4; book section 4, :ref:`sec-kr`): a
 block with $K/R > 1$ spends parameters on $K - R$ output channels that add nothing learnable, so **at a
 fixed parameter budget, accuracy falls as K/R grows above 1**. It predicts nothing for $K/R < 1$ (no
 output-side redundancy there).
@@ -42,7 +42,7 @@ BOOTSTRAP_SEED = 0
 
 VERDICT_RULE = (
     "**The rule.** The paper predicts that at a fixed parameter budget the test accuracy *falls* as $K/R$ grows "
-    "above 1 (the $K - R$ extra output channels cost parameters and add nothing learnable; theory, section 4); it "
+    "above 1 (the $K - R$ extra output channels cost parameters and add nothing learnable; book section 4, :ref:`sec-kr`); it "
     "predicts nothing for $K/R \\le 1$. An effect is the difference in test accuracy from $K/R = 1$, with its 95 % "
     "interval. Let $f$ be the noise floor: the largest accuracy difference between two runs of one network on "
     "different thread counts, measured on this page ($f = 0$ where no such pair exists). A finding **supports** "

@@ -1,4 +1,4 @@
-"""Teacher-student sample-complexity simulations (theory.md section 3).
+"""Teacher-student sample-complexity simulations (book section 3, :ref:`sec-df`).
 
 * :mod:`.geometry` -- the sizes of conv -> pool -> linear head networks, im2col patches, the pooling matrix;
 * :mod:`.models` -- teacher and student networks (Tucker-2, CP, dense kernels) as torch modules, their

@@ -1,5 +1,5 @@
 """Summaries of ``run_sample_complexity`` results: mean curves, log-log slopes, the n needed to reach a
-target error, and the constant of the sigma sqrt(df / n) reference (theory.md section 3).
+target error, and the constant of the sigma sqrt(df / n) reference (book section 3, :ref:`sec-df`).
 
 All take the tidy DataFrame (one row per student, K, n, repetition) and a ``metric`` column:
 ``estimation_error`` ||W^ - W*||_F (identity activation), ``relative_error``, or ``root_excess_risk``

@@ -53,7 +53,7 @@ def tucker_als(gram: Tensor, moment: Tensor, dims: tuple[int, int, int], ranks: 
                iters: int = 30, ridge: float = 1e-8, tol: float = 1e-5) -> Tensor:
     """Rank-constrained least squares over W = G x_1 U x_3 V, W of shape (P, L, T), Tucker ranks (r1, L, r3).
 
-    The middle mode (the kernel's spatial positions, L = prod(l)) keeps full rank, as in theory.md section 3.
+    The middle mode (the kernel's spatial positions, L = prod(l)) keeps full rank, as in book section 3, :ref:`sec-df`.
     The objective ||y - Z vec(W)||^2 is read from its sufficient statistics (``normal_equations``).
     Start: the truncated HOSVD (``torch.linalg.svd`` of the unfoldings) of the ridge solution. Then each of
     G, U, V in turn is the exact least-squares solution given the other two (W is linear in each block:

@@ -1,4 +1,4 @@
-"""Teacher-student sample-complexity experiments (theory.md section 3), as one tidy DataFrame.
+"""Teacher-student sample-complexity experiments (book section 3, :ref:`sec-df`), as one tidy DataFrame.
 
 A teacher CNN with a compressed kernel (Tucker-2 ranks R_in, R, or CP rank R) generates
 y = f*(X) + sigma * eps from Gaussian inputs X. For each n of a grid, each student (``"compressed"``:

@@ -1,4 +1,4 @@
-"""The shapes of one conv -> activation -> average pooling -> linear head network (theory.md section 1).
+"""The shapes of one conv -> activation -> average pooling -> linear head network (book section 1, :ref:`sec-regression`).
 
 ``CNNGeometry`` holds the sizes that are fixed by the architecture and not learned: input channels P,
 spatial sizes d (2 modes for images, 3 for video clips), kernel size l, stride s, pooling window q and
@@ -107,7 +107,7 @@ class CNNGeometry:
         return (self.in_channels, *self.kernel_size, *self.pooled_size)
 
     def unidentifiable_modes(self) -> list[int]:
-        """The spatial modes j whose design factor S_j (d_j x l_j p_j, theory.md section 1) has a null space.
+        """The spatial modes j whose design factor S_j (d_j x l_j p_j, book section 1, :ref:`sec-regression`) has a null space.
 
         With identity activation y = <X, W x_1 S_1 .. x_N S_N>, so W itself is identifiable from (X, y)
         only when every S_j has full column rank (for instance stride = kernel size, or l_j p_j <= d_j with
@@ -125,7 +125,7 @@ class CNNGeometry:
 
     @property
     def summarized_modes(self) -> tuple[int, ...]:
-        """The modes that carry ranks in theory.md section 3: (P, l_1, .., l_N, prod p)."""
+        """The modes that carry ranks in book section 3, :ref:`sec-df`: (P, l_1, .., l_N, prod p)."""
         return (self.in_channels, *self.kernel_size, self.pooled_numel)
 
 

@@ -1,5 +1,5 @@
 """Teacher and student CNNs of the simulations: one (possibly compressed) convolution, an activation,
-average pooling and a linear head, as plain ``torch.nn`` modules (theory.md sections 1-3).
+average pooling and a linear head, as plain ``torch.nn`` modules (book sections 1, 2, 3, :ref:`sec-regression` and :ref:`sec-decomposition` and :ref:`sec-df`).
 
 Families of the convolution's kernel A (K x P x l_1..l_N):
 
@@ -139,7 +139,7 @@ def composite_kernel(family: str, weights: dict[str, torch.Tensor], geometry: CN
     sum_r U_out[k, r] U_in[r, c] prod_j v_j[r, u_j]; dense: the conv's own weight.
 
     The fast path of ``kr_lib.composite.compose_kernels`` (the composite kernel of any chain of convs,
-    theory.md section 1) for these three stacks: their 1x1 and per-mode convs make it one einsum, batched
+    book section 1, :ref:`sec-regression`) for these three stacks: their 1x1 and per-mode convs make it one einsum, batched
     over a stack of networks, where ``compose_kernels`` folds one network conv by conv. A test checks that
     the two agree.
 
@@ -165,7 +165,7 @@ def composite_kernel(family: str, weights: dict[str, torch.Tensor], geometry: CN
 
 
 def summarized_tensor(family: str, weights: dict[str, torch.Tensor], geometry: CNNGeometry) -> torch.Tensor:
-    """W[o, c, u, t] = sum_k A[k, c, u] B[o, k, t], shape (..., O, P, l_1..l_N, p_1..p_N) (theory.md section 1).
+    """W[o, c, u, t] = sum_k A[k, c, u] B[o, k, t], shape (..., O, P, l_1..l_N, p_1..p_N) (book section 1, :ref:`sec-regression`).
 
     Meaningful for the identity activation, where the network computes y_o = <Z(X), W_o>. ``weights`` as in
     ``composite_kernel`` (leading stack dimensions are kept).
@@ -184,7 +184,7 @@ def summarized_ranks(geometry: CNNGeometry, family: str, K: int, R_in: int | Non
 
     Tucker-2: (R_in, l.., min(R, K)); dense (a Tucker-2 with R_in = P, R = K): (P, l.., K); both clipped
     to the attainable ranks (``kr_lib.complexity.tucker_ranks_clipped``). Only min(R, K) directions of the
-    K output channels reach the head (theory.md section 3). The CP family has a CP rank instead.
+    K output channels reach the head (book section 3, :ref:`sec-df`). The CP family has a CP rank instead.
     """
     from kr_lib.complexity import tucker_ranks_clipped
 
@@ -198,7 +198,7 @@ def summarized_ranks(geometry: CNNGeometry, family: str, K: int, R_in: int | Non
 
 def degrees_of_freedom(geometry: CNNGeometry, family: str, K: int, R_in: int | None = None,
                        R: int | None = None) -> int:
-    """df of the set of summarized tensors W (one output) the family reaches (theory.md section 3).
+    """df of the set of summarized tensors W (one output) the family reaches (book section 3, :ref:`sec-df`).
 
     Tucker-2: ``compressed_conv_df`` (no K in it once K >= R); dense: the same with R_in = P, R = K
     (a plain conv is a Tucker-2 without compression; grows with K until K = prod p); CP: ``cp_dof`` of
