@@ -1,12 +1,15 @@
 """Building the book: papermill executes the parameterized notebooks, then Jupyter Book renders.
 
 The book's sources (``_config.yml``, ``_toc.yml``, ``book/``, ``notebooks/``) are mirrored into a
-staging folder (``<output>/_build/src``), where each page listed in ``book/executed_pages.yml`` is
+staging folder (``_build/src`` in the output folder), where each page listed in ``book/executed_pages.yml`` is
 replaced by its papermill-executed copy. The staged paths equal the repository's, so every page's
 Binder button opens the notebook it came from. A page is executed again only when its notebook, its
 parameters or ``kr_lib``'s source hash changed (the stamp kept in the executed notebook's metadata);
 Jupyter Book then renders with its own execution cache for any MyST code cells, cleared when the
-library changes (jupyter-cache keys on cell code only).
+library changes (jupyter-cache keys on cell code only). The pages to execute are independent (each reads
+the sources and committed files only), so they run side by side: as many worker processes as fit the
+cores and the memory (:func:`kr_lib.parallel.default_workers`, ``PAGE_MEMORY`` each), the cores shared
+out among their kernels, the longest page (by its last executed time) first.
 """
 from __future__ import annotations
 
@@ -23,13 +26,17 @@ from typing import Any
 import yaml
 
 from .execute import check_parameters, execute_notebook
+from .parallel import available_cpus, default_workers, worker_pool
 from .project import find_project
 from .provenance import source_hash
+from .validate import positive_int
 
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks")
 PAGES_FILE = "book/executed_pages.yml"
 PRESETS = ("default", "tiny")
 MATHJAX_DIR = Path(".cache/mathjax/node_modules/mathjax/es5")
+#: Memory one page's kernel may take (torch, a tiny training, pandas, figures): bounds the workers.
+PAGE_MEMORY = 2 * 1024**3
 
 
 def executed_pages(root: str | os.PathLike | None = None, preset: str = "default") -> dict[str, dict[str, Any]]:
@@ -122,12 +129,59 @@ def _write_config(root: Path, src: Path) -> None:
         (src / "_config.yml").write_text(text)
 
 
-def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force: bool = False) -> list[str]:
-    """Execute the pages whose stamp changed; return the pages that were executed."""
+def _staged_seconds(path: Path) -> float:
+    """How long the staged page took when it was last executed (0 when unknown): the longest go first."""
+    try:
+        return float(json.loads(path.read_text())["metadata"]["kr_book"]["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def execute_page(page: str, source: Path, target: Path, how: dict[str, Any], stamp: str, library_hash: str) -> float:
+    """Execute one page (``how``: its entry of :func:`executed_pages`) with papermill into ``target`` and
+    stamp it (the notebook's metadata ``kr_book``); return its seconds."""
     import nbformat
 
+    print(f"kr book: executing {how['source']} -> {page} with {how['parameters'] or 'its defaults'}", flush=True)
+    started = time.perf_counter()
+    execute_notebook(source, target, how["parameters"], cwd=source.parent, progress=False)
+    seconds = round(time.perf_counter() - started, 1)
+    nb = nbformat.read(target, as_version=4)
+    nb.metadata["kr_book"] = {"stamp": stamp, "parameters": how["parameters"], "source": how["source"],
+                              "kr_lib_source": library_hash, "seconds": seconds}
+    nbformat.write(nb, target)
+    return seconds
+
+
+class PageFailed(RuntimeError):
+    """A page's notebook raised: the message names the page, the error and the kept executed notebook."""
+
+
+def _failure_message(page: str, target: Path, err: BaseException) -> str:
+    from .runs.notebook_run import error_message
+
+    kept = target.with_name(target.stem + ".failed.ipynb")
+    where = f"; the executed notebook with the failing cell: {kept}" if kept.exists() else ""
+    return f"kr book: page {page} failed: {error_message(err)}{where}"
+
+
+def _execute_page_in_worker(*args) -> str | None:
+    """:func:`execute_page` in a worker process: None, or the failure's message (papermill's errors do not
+    survive pickling back to the parent)."""
+    try:
+        execute_page(*args)
+    except Exception as err:
+        return _failure_message(args[0], args[2], err)
+    return None
+
+
+def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force: bool = False,
+                  workers: int | None = None) -> list[str]:
+    """Execute the pages whose stamp changed, ``workers`` at a time (None: :func:`default_workers`); return
+    the pages that were executed. A page that raises stops the build with :class:`PageFailed` naming it
+    (pages running beside it finish and keep their stamps; none is started after it)."""
     library_hash = source_hash()
-    ran = []
+    todo = []
     for page, how in pages.items():
         source = root / how["source"]
         if not source.exists():
@@ -135,18 +189,41 @@ def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force
         check_parameters(source, how["parameters"])
         stamp = _page_stamp(source, how["parameters"], library_hash, [root / p for p in how["inputs"]])
         target = src / page
-        if not force and _staged_stamp(target) == stamp:
-            continue
-        print(f"kr book: executing {how['source']} -> {page} with {how['parameters'] or 'its defaults'}", flush=True)
-        started = time.perf_counter()
-        execute_notebook(source, target, how["parameters"], cwd=source.parent, progress=False)
-        nb = nbformat.read(target, as_version=4)
-        nb.metadata["kr_book"] = {"stamp": stamp, "parameters": how["parameters"], "source": how["source"],
-                                  "kr_lib_source": library_hash,
-                                  "seconds": round(time.perf_counter() - started, 1)}
-        nbformat.write(nb, target)
-        ran.append(page)
-    return ran
+        if force or _staged_stamp(target) != stamp:
+            todo.append((page, source, target, how, stamp, library_hash))
+    if not todo:
+        return []
+    workers = default_workers(len(todo), PAGE_MEMORY) if workers is None else positive_int(workers, "workers")
+    workers = min(workers, len(todo))
+    todo.sort(key=lambda t: -_staged_seconds(t[2]))  # longest first: the last page to start is a short one
+    if workers == 1:
+        for args in todo:
+            try:
+                execute_page(*args)
+            except Exception as err:
+                raise PageFailed(_failure_message(args[0], args[2], err)) from err
+        return [t[0] for t in todo]
+    from concurrent.futures import as_completed
+
+    threads = max(1, len(available_cpus()) // workers)
+    print(f"kr book: executing {len(todo)} pages, {workers} at a time ({threads} thread(s) each)", flush=True)
+    failures = []
+    with worker_pool(workers, threads) as pool:
+        futures = {pool.submit(_execute_page_in_worker, *args): args for args in todo}
+        for future in as_completed(futures):
+            if future.cancelled():
+                continue
+            try:
+                message = future.result()
+            except Exception as err:  # the worker itself died (out of memory, killed)
+                message = _failure_message(futures[future][0], futures[future][2], err)
+            if message:
+                failures.append(message)
+                for later in futures:
+                    later.cancel()  # start no further page; the running ones finish
+    if failures:
+        raise PageFailed("\n".join(failures))
+    return [t[0] for t in todo]
 
 
 def _clear_cache_if_library_changed(out: Path) -> None:
@@ -159,12 +236,13 @@ def _clear_cache_if_library_changed(out: Path) -> None:
 
 
 def build_book(output: str | os.PathLike | None = None, preset: str = "default", force: bool = False,
-               root: str | os.PathLike | None = None) -> Path:
+               root: str | os.PathLike | None = None, workers: int | None = None) -> Path:
     """Execute the book's notebooks and build the HTML book of the project ``root`` (default:
     :func:`kr_lib.project.find_project`); return the path of ``index.html``.
 
     ``output`` holds ``_build/html`` (default: the project itself, so ``_build/html``).
-    ``preset="tiny"`` runs every executed page with its tiny parameters (the test build).
+    ``preset="tiny"`` runs every executed page with its tiny parameters (the test build). ``workers``:
+    pages executed side by side (None: as many as fit the cores and memory; 1: one after another).
     """
     root = Path(root).resolve() if root is not None else find_project()
     out = Path(output).resolve() if output else root
@@ -172,7 +250,7 @@ def build_book(output: str | os.PathLike | None = None, preset: str = "default",
     pages = executed_pages(root, preset)
     stage_sources(root, src, skip=set(pages))
     _write_config(root, src)
-    execute_pages(root, src, pages, force=force)
+    execute_pages(root, src, pages, force=force, workers=workers)
     _clear_cache_if_library_changed(out)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jupyter_book if jupyter_book.exists() else "jupyter-book"), "build", str(src),

@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None,
                         help="folder that receives _build/html (default: the project)")
     parser.add_argument("--force", action="store_true", help="execute every page again, ignoring the stamps")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="pages executed side by side (default: as many as fit the cores and memory; "
+                             "1: one after another)")
     add_project_argument(parser)
 
 
@@ -21,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from ..book import build_book
 
     started = time.perf_counter()
-    index = build_book(args.output, preset=args.preset, force=args.force, root=find_project(args.project))
+    index = build_book(args.output, preset=args.preset, force=args.force, root=find_project(args.project),
+                       workers=args.workers)
     print(f"kr book: built in {time.perf_counter() - started:.0f} s; open {index}")
     return 0
