@@ -1,8 +1,8 @@
 """The findings of a results page: effects of K/R with intervals, stated by a rule, computed from the records.
 
 The paper's prediction that the ablation runs can test (the introduction's claim 4; book section 4, :ref:`sec-kr`): a
-block with $K/R > 1$ spends parameters on $K - R$ output channels that add nothing learnable, so **at a
-fixed parameter budget, accuracy falls as K/R grows above 1**. It predicts nothing for $K/R < 1$ (no
+block with :math:`K/R > 1` spends parameters on :math:`K - R` output channels that add nothing learnable, so **at a
+fixed parameter budget, accuracy falls as K/R grows above 1**. It predicts nothing for :math:`K/R < 1` (no
 output-side redundancy there).
 Claim 3 (sample complexity is the degrees of freedom, not the naive parameter count) is read on real data
 as: across all runs, the df predicts the test accuracy better than the naive count.

@@ -4,11 +4,13 @@ Each function returns Markdown built only from what the records hold (and, for t
 git), so the page states nothing that a record does not back:
 
     records, corrupt = read_records("results/fashion_mnist")
+    results_title("fashion_mnist")    # the page's title: "Results: Fashion-MNIST"
     provenance_text(records)          # how many runs, where, when, how long, at which commits
     run_code_text(records)            # did the code that decides the numbers change between them?
     progress_text("fashion_mnist")    # is the book preset complete? (None when it is)
     no_records_text("cifar10")        # the commands that would fill an empty page
     same_network_table(records)       # runs that trained one network under two names, and what that shows
+    chance_level_text(record)         # one run's page: a sentence when its accuracy is near chance (else None)
 """
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ def dataset_title(dataset: str) -> str:
     if dataset not in TITLES:
         raise ValueError(f"unknown dataset {dataset!r}; accepted: {', '.join(TITLES)}")
     return TITLES[dataset]
+
+
+def results_title(dataset: str) -> str:
+    """The title of a dataset's results page (its first heading, so each page has its own)."""
+    return f"Results: {dataset_title(dataset)}"
 
 
 def no_records_text(dataset: str) -> str:
@@ -121,3 +128,33 @@ def same_network_table(records: Iterable[Mapping]) -> tuple[pd.DataFrame, str]:
                    f"{mixed['difference'].max():.4f}." if len(mixed) else "none ran on different thread counts."))
     columns = ["design", "kr_fraction", "R", "K", "seed", "parameters", "runs", "threads", "accuracies", "difference"]
     return twins[columns], sentence
+
+
+#: A test accuracy within this many chance levels' worth of chance (1/classes) counts as "near chance".
+NEAR_CHANCE = 1.5
+
+
+def chance_level_text(record: Mapping) -> str | None:
+    """For the page of one run: a sentence when the run's test accuracy is near chance level (below
+    :data:`NEAR_CHANCE` x 1/classes, the classes from ``record["data"]``): what it means and which
+    parameters would let it learn (more ``train_limit`` samples, more ``epochs``); None when it learned, or
+    when the record has no accuracy or class count."""
+    accuracy = (record.get("metrics") or {}).get("test_accuracy")
+    classes = (record.get("data") or {}).get("num_classes")
+    if accuracy is None or not classes:
+        return None
+    chance = 1 / classes
+    if accuracy >= NEAR_CHANCE * chance:
+        return None
+    p = record.get("parameters") or {}
+    samples = p.get("train_limit") or (record.get("data") or {}).get("train_size") or 0
+    epochs = p.get("epochs") or 1
+    steps = -(-samples // (p.get("batch_size") or 1)) * epochs
+    train = (record.get("metrics") or {}).get("train_accuracy")
+    train_part = f" (training accuracy {train:.4f})" if train is not None else ""
+    return (f"**This run ends near chance level:** test accuracy {accuracy:.4f}{train_part} against "
+            f"1/{classes} = {chance:.4f} for guessing. That is what a run this short gives, not a defect: it saw "
+            f"{samples * epochs:,} training images ({samples:,} samples x {epochs} epoch(s)), {steps} optimizer "
+            "steps, too few for the weights and the batch-norm statistics to settle. The page shows what one run "
+            "does and writes; to see it learn, raise `train_limit` (e.g. 6000, or None for the whole split) and "
+            "`epochs` (e.g. 3), or read the results pages, whose runs train on the whole split.")
