@@ -140,3 +140,16 @@ def code_changes(commits, paths, root: Path | None = None) -> list[dict] | None:
         short, _, subject = head.partition(" ")
         changes.append({"commit": short, "subject": subject, "files": [f for f in files if f]})
     return changes
+
+
+def display_path(path) -> str:
+    """A path as a page may print it: relative to the checkout when inside it, ``~/...`` under the home
+    folder, else as is (system folders such as a Debian package's name no machine)."""
+    path = Path(path).resolve()
+    for root, prefix in ((PACKAGE_DIR.parent, ""), (Path.home(), "~/")):
+        try:
+            rel = path.relative_to(root.resolve())
+        except ValueError:
+            continue
+        return f"{prefix}{rel}" if str(rel) != "." else (prefix.rstrip("/") or ".")
+    return str(path)

@@ -61,3 +61,13 @@ def test_code_changes_lists_the_commits_that_touched_the_paths_between_records(t
     assert code_changes([c3, c4], paths, root=tmp_path) == []  # c3 itself is the oldest record's code
     assert code_changes([c1, "0" * 40], paths, root=tmp_path) is None  # not in this history: cannot tell
     assert code_changes([], paths, root=tmp_path) == []
+
+
+def test_display_path_names_no_machine():
+    from pathlib import Path
+
+    from kr_lib.provenance import PACKAGE_DIR, display_path
+
+    assert display_path(PACKAGE_DIR / "runs") == "kr_lib/runs"
+    assert display_path(Path.home() / ".cache" / "x") == "~/.cache/x"
+    assert display_path("/usr/share/datasets/fashion-mnist") == "/usr/share/datasets/fashion-mnist"

@@ -42,7 +42,7 @@ BOOTSTRAP_SEED = 0
 
 VERDICT_RULE = (
     "**The rule.** The paper predicts that at a fixed parameter budget the test accuracy *falls* as $K/R$ grows "
-    "above 1 (the $K - R$ extra output channels cost parameters and add nothing learnable; book section 4, :ref:`sec-kr`); it "
+    "above 1 (the $K - R$ extra output channels cost parameters and add nothing learnable; section 4 of the theory chapter, The K/R ratio); it "
     "predicts nothing for $K/R \\le 1$. An effect is the difference in test accuracy from $K/R = 1$, with its 95 % "
     "interval. Let $f$ be the noise floor: the largest accuracy difference between two runs of one network on "
     "different thread counts, measured on this page ($f = 0$ where no such pair exists). A finding **supports** "
