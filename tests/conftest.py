@@ -3,6 +3,16 @@ import pytest
 import torch
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One tiny trained ablation run (record, weights, model), shared by the weights and measurement tests."""
+    from kr_lib.runs import run_ablation
+    from runs_helpers import TINY_RUN
+
+    out = tmp_path_factory.mktemp("tiny-results")
+    return run_ablation({**TINY_RUN, "output_dir": str(out)}, progress=False)
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models: one intra-op thread is fastest, and immune to a busy shared CPU (restored after)."""

@@ -6,6 +6,11 @@ import nbformat
 from kr_lib.runs.ablation import DEFAULTS, base_record, check_parameters
 
 
+#: A tiny real ablation run: seconds on a CPU (the ``tiny_run`` fixture of conftest.py trains it once).
+TINY_RUN = {"dataset": "fashion_mnist", "design": "bottleneck", "kr_ratio": 2, "R": 4, "stages": 2, "stem_stride": 2,
+            "epochs": 1, "batch_size": 64, "train_limit": 256, "test_limit": 256, "device": "cpu", "threads": 1}
+
+
 def synthetic_record(accuracy: float | None, status: str = "completed", **params) -> dict:
     """A record as run_ablation writes it, with made-up metrics (no training)."""
     p = check_parameters({"train_limit": 64, "test_limit": 64, **params})

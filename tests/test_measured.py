@@ -18,17 +18,8 @@ from kr_lib.measured.measure import _pruned_dimension
 from kr_lib.measured.pruning import PrunedOutputs, magnitude_order, principal_directions, rank_grid, torch_pruning_available
 from kr_lib.measured.verdict import design_verdicts, rule_text, verdict_sentences
 from kr_lib.models import build_model
-from kr_lib.runs import run_ablation
 from kr_lib.runs.weights import MissingWeights
 
-TINY = {"dataset": "fashion_mnist", "design": "bottleneck", "kr_ratio": 2, "R": 4, "stages": 2, "stem_stride": 2,
-        "epochs": 1, "batch_size": 64, "train_limit": 256, "test_limit": 256, "device": "cpu", "threads": 1}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    return run_ablation({**TINY, "output_dir": str(out)}, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,10 @@ import pytest
 import torch
 
 from kr_lib.data import load_splits
-from kr_lib.runs import run_ablation
 from kr_lib.runs.reproduce import reproduce
 from kr_lib.runs.weights import MissingWeights, file_sha256, load_weights, model_from_record, weights_path
 from kr_lib.train import evaluate
 
-TINY = {"dataset": "fashion_mnist", "design": "bottleneck", "kr_ratio": 2, "R": 4, "stages": 2, "stem_stride": 2,
-        "epochs": 1, "batch_size": 64, "train_limit": 256, "test_limit": 256, "device": "cpu", "threads": 1}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("results")
-    return run_ablation({**TINY, "output_dir": str(out)}, progress=False)
 
 
 def test_a_completed_run_saves_its_weights_beside_the_record(tiny_run):
