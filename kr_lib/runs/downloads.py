@@ -1,7 +1,7 @@
 """The runs of a results page as a CSV download, written from the records when the page is built.
 
     table = runs_csv_table(records)          # one row a run: every parameter and metric (pandas)
-    html = csv_download_html(records, "fashion_mnist_runs.csv")   # a link that downloads it
+    html = csv_download_html(records, filename)   # a link that downloads it under that file name
 
 The CSV travels inside the executed page (a ``data:`` link), so it is always the one of the records the
 page was drawn from: no file beside the page can go stale or be left out of the book's build, and the
