@@ -25,6 +25,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from torch import nn
 
+from .validate import integral_positive_int
+
 __all__ = [
     "tucker_dof",
     "tucker_ranks_clipped",
@@ -58,13 +60,7 @@ def _positive_ints(values, name: str) -> tuple[int, ...]:
     return out
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be a positive integer, got {value!r}")
-    value = int(value)
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}")
-    return value
+_positive_int = integral_positive_int  # sizes of the theory: an integer type, >= 1
 
 
 def _per_mode(value, dim: int, name: str) -> tuple[int, ...]:

@@ -34,6 +34,18 @@ def positive_int(value, name: str, optional: bool = False) -> int | None:
     return int(value)
 
 
+def integral_positive_int(value, name: str) -> int:
+    """``value`` as an ``int`` >= 1 where only an integer type will do (the theory's functions, where a float
+    size is a caller's bug): ``TypeError`` for anything not integral (2.5, 2.0, "3", True), ``ValueError``
+    below 1; both name ``name``."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return value
+
+
 def non_negative_int(value, name: str) -> int:
     """``value`` as an ``int`` >= 0; else ``ValueError`` naming ``name``."""
     if not _is_int(value) or value < 0:

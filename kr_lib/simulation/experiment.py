@@ -26,6 +26,7 @@ from torch.func import stack_module_state
 from kr_lib.complexity import naive_count
 from kr_lib.device import resolve_device
 from kr_lib.formulation import TensorRegression
+from kr_lib.validate import positive_int
 
 from .estimators import cp_als, fit_gradient, normal_equations, tucker_als
 from .geometry import CNNGeometry, patches, pooling_matrix
@@ -39,10 +40,7 @@ ESTIMATORS = ("auto", "als", "gradient")
 METRICS = ("estimation_error", "relative_error", "root_excess_risk")
 
 
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+_positive_int = positive_int  # the project's one rule for counts (kr_lib.validate)
 
 
 @dataclass(frozen=True)
