@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 # name -> one-line help; the module kr_lib.commands.<name> does the work.
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: finished runs are kept, the cut-off one resumes from its checkpoint
         if args.debug:
             raise
+        # the notebook client's task for the killed kernel is collected at exit, and asyncio would log its
+        # "Kernel died" traceback after this line: it is the interruption itself, not an error to show
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         print(f"\nkr {args.command}: interrupted; run the same command to resume", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError, KeyError) as err:
