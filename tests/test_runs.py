@@ -549,3 +549,13 @@ def test_records_fingerprint_changes_with_the_records(tmp_path):
     assert one != empty and records_fingerprint(folder) == one
     write_record(synthetic_record(0.7, seed=1), tmp_path)
     assert records_fingerprint(folder) != one
+
+
+def test_committed_records_name_no_machine_path():
+    """Records and executed notebooks keep folders relative to the checkout (no build machine's paths)."""
+    import re
+
+    absolute = re.compile(r'"(?:output_dir|data_dir)": "/|/(?:work|root|home|tmp)/\w')
+    found = [p.name for p in sorted((ROOT / "results").glob("*/*")) if p.suffix in (".json", ".ipynb")
+             and absolute.search(p.read_text())]
+    assert not found, f"{len(found)} committed result files name a machine path, e.g. {found[:3]}"
