@@ -24,7 +24,7 @@ from .findings import (BOOTSTRAP_RESAMPLES, design_verdicts, kr_regression, nois
                        size_predictors, verdict)
 from .pages import TITLES
 from .records import read_records, records_table
-from .sweep import fill_commands
+from .presets import fill_commands  # not .sweep: that re-export loads the runner
 
 
 @dataclass(frozen=True)
