@@ -75,14 +75,34 @@ def versions() -> dict[str, str]:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, ``sysctl`` on macOS), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, str | int | None]:
-    """The machine a run happened on: CPU, core count, GPU name when there is one."""
+    """The machine a run happened on: CPU (model and the instruction set torch's kernels use), core count,
+    GPU name when there is one. The instruction set matters for reproduction: oneDNN and ATen pick their
+    kernels by it, so the same run rounds differently on an AVX2 and an AVX-512 CPU (``kr reproduce``)."""
     import os
 
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cpu_count": os.cpu_count(), "gpu": gpu}
 
 
