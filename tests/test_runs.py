@@ -26,7 +26,10 @@ from kr_lib.runs.ablation import scientific
 from kr_lib.runs.records import provenance_summary, run_time_s, same_networks
 from kr_lib.runs.cli_values import parse_assignments
 from kr_lib.runs.reproduce import compare_metrics
-from kr_lib.runs.sweep import BOOK_PRESETS, book_progress, execute_run, fill_commands, load_sweep, run_sweep
+from kr_lib.runs.notebook_run import execute_run
+from kr_lib.runs.presets import BOOK_PRESETS, book_progress, fill_commands
+from kr_lib.runs.runner import run_sweep
+from kr_lib.runs.sweepfile import load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS = sorted((ROOT / "sweeps").glob("*.yaml"))
@@ -372,7 +375,7 @@ def test_book_progress_counts_the_book_preset_records(tmp_path):
 
 def test_missing_runs_are_estimated_from_their_other_seeds_records(tmp_path, capsys):
     from kr_lib.runs.records import write_record
-    from kr_lib.runs.sweep import seed_time_estimates
+    from kr_lib.runs.presets import seed_time_estimates
 
     sweep = load_sweep(ROOT / "sweeps" / "moving_fashion_mnist.yaml", "book")
     seed0 = [p for p in sweep.runs if p["seed"] == 0]
@@ -525,7 +528,7 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_runs_and_reproduces(tmp_pa
 def test_run_lock_is_exclusive_and_a_dead_holder_is_taken_over(tmp_path):
     import socket
 
-    from kr_lib.runs.sweep import run_lock
+    from kr_lib.runs.runner import run_lock
 
     record = tmp_path / "fashion_mnist" / "r.json"
     with run_lock(record) as first:

@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from runs_helpers import fake_notebook  # noqa: E402
 
 from kr_lib.runs import read_records  # noqa: E402
-from kr_lib.runs.sweep import run_sweep  # noqa: E402
+from kr_lib.runs.runner import run_sweep  # noqa: E402
 
 ray = pytest.importorskip("ray")
 

@@ -70,9 +70,12 @@ def load_weights(record_path: str | os.PathLike, map_location="cpu") -> dict:
 
     Raises :class:`MissingWeights` (naming ``kr reproduce RECORD --save-weights``) when the record names no
     weights or the file is missing, and ``ValueError`` when the file's hash is not the record's."""
+    return _checked_state(*_record_and_path(record_path), map_location)
+
+
+def _checked_state(record: Mapping, path: Path, map_location="cpu") -> dict:
     import torch
 
-    record, path = _record_and_path(record_path)
     info = record.get("weights")
     fix = f"make them with: kr reproduce {path} --save-weights"
     if not info:
@@ -93,8 +96,8 @@ def model_from_record(record_path: str | os.PathLike, device="cpu"):
     from ..data import dataset_info
     from .parameters import build_network
 
-    record, _ = _record_and_path(record_path)
-    state = load_weights(record_path)
+    record, path = _record_and_path(record_path)
+    state = _checked_state(record, path)  # the record is read once, here
     p = record["parameters"]
     model = build_network(p, dataset_info(p["dataset"], **(p.get("dataset_options") or {})))
     model.load_state_dict(state)
