@@ -22,8 +22,8 @@ from kr_lib.runs.downloads import csv_download_html, runs_csv_table  # noqa: E40
 from kr_lib.runs.evidence import CLAIMS, evidence, evidence_markdown, evidence_table, not_run_commands  # noqa: E402
 from kr_lib.runs.findings import (  # noqa: E402
     REGRESSION_FORMULA, budget_distance_table, budget_distances, design_sentences, design_verdicts, effects_display,
-    findings, kr_regression, noise_floor, noise_floor_text, paired_kr_effects, size_predictors, size_sentence,
-    t_interval, verdict,
+    findings, kr_regression, noise_floor, noise_floor_text, paired_kr_effects, regression_sentence,
+    regression_span_effect, size_predictors, size_sentence, t_interval, verdict,
 )
 from kr_lib.runs.identity import run_id, scientific  # noqa: E402
 from kr_lib.runs.records import records_table, write_record  # noqa: E402
@@ -138,6 +138,21 @@ def test_regression_equals_statsmodels_own_fit():
     assert math.isclose(fit["r_squared"], own.rsquared) and fit["n"] == len(frame)
     above = kr_regression(records_table(records), min_kr=1)
     assert above["n"] == 18  # K/R = 1/4 left out
+
+
+def test_regression_is_judged_over_its_span_not_per_doubling():
+    """A slope of -0.01 per doubling over K/R 1..4 predicts -0.02 from K/R = 1 to 4: beyond a noise floor of
+    0.015 that the per-doubling interval alone would not clear (the rule judges the span's contrast)."""
+    fit = kr_regression(records_table(_regression_records(noise=0.0005)), min_kr=1)
+    span = regression_span_effect(fit)
+    assert (span["from"], span["to"], span["doublings"]) == (1.0, 4.0, 2.0)
+    assert math.isclose(span["estimate"], 2 * fit["coefficient"]) and math.isclose(span["low"], 2 * fit["low"])
+    assert span["high"] < -0.015 < fit["high"]  # the span clears the floor; one doubling does not
+    assert verdict(fit["low"], fit["high"], 0.015) == "inconclusive"
+    assert verdict(span["low"], span["high"], 0.015) == "supports"
+    sentence = regression_sentence(fit, 0.015)
+    assert "from K/R = 1 to 4" in sentence and sentence.endswith("supports by the rule.")
+    assert regression_span_effect({"coefficient": None}) is None
 
 
 # -- the verdict rule ----------------------------------------------------------------------------------------

@@ -21,10 +21,10 @@ from typing import Mapping
 import pandas as pd
 
 from .findings import (BOOTSTRAP_RESAMPLES, design_verdicts, kr_regression, noise_floor, paired_kr_effects,
-                       size_predictors, verdict)
+                       regression_span_effect, size_predictors, verdict)
 from .pages import TITLES
 from .records import read_records, records_table
-from .presets import fill_commands  # not .sweep: that re-export loads the runner
+from .presets import fill_commands  # not the runner: a page that runs nothing loads no papermill
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ def df_evidence(records: list[Mapping], resamples: int = BOOTSTRAP_RESAMPLES) ->
 
 def kr_evidence(records: list[Mapping]) -> dict:
     """Claim 4 on one dataset's records: the log2(K/R) coefficient over the budget runs with K/R >= 1, judged
-    by :data:`~kr_lib.runs.findings.VERDICT_RULE`, and the tally of the designs' verdicts."""
+    by :data:`~kr_lib.runs.findings.VERDICT_RULE` on the change it predicts from K/R = 1 to the largest K/R
+    (:func:`~kr_lib.runs.findings.regression_span_effect`), and the tally of the designs' verdicts."""
     table = records_table(records)
     floor = noise_floor(records)["floor"]
     fit = kr_regression(table, min_kr=1)
@@ -84,9 +85,11 @@ def kr_evidence(records: list[Mapping]) -> dict:
     if fit["coefficient"] is None:
         return {"verdict": "inconclusive", "n": fit["n"],
                 "text": f"regression cannot be computed ({fit['reason']}); designs: {tally}"}
-    v = verdict(fit["low"], fit["high"], floor)
-    return {"verdict": v, "estimate": fit["coefficient"], "low": fit["low"], "high": fit["high"], "n": fit["n"],
-            "text": f"{_fmt(fit['coefficient'], fit['low'], fit['high'])} per doubling of K/R at equal size, "
+    span = regression_span_effect(fit)  # the contrast the rule judges: K/R = 1 to the largest K/R
+    v = verdict(span["low"], span["high"], floor)
+    return {"verdict": v, "estimate": span["estimate"], "low": span["low"], "high": span["high"], "n": fit["n"],
+            "text": f"{_fmt(span['estimate'], span['low'], span['high'])} from K/R = 1 to {span['to']:g} at equal size "
+                    f"({_fmt(fit['coefficient'], fit['low'], fit['high'])} per doubling), "
                     f"{fit['n']} runs, {'no noise floor measured' if floor is None else f'noise floor {floor:.4f}'}: "
                     f"**{v}**; designs: {tally}"}
 

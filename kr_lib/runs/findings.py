@@ -49,8 +49,10 @@ VERDICT_RULE = (
     "the paper when its whole interval lies below $-f$, **contradicts** it when its whole interval lies above "
     "$+f$, and is **inconclusive** otherwise, or when the interval cannot be computed (fewer than two seeds). For "
     "a design, the effect at its largest $K/R$ above 1 decides; the effects at the other $K/R$ are reported beside "
-    "it. The regression's $\\log_2(K/R)$ coefficient on the runs with $K/R \\ge 1$ (the change per doubling of "
-    "$K/R$ at equal design and parameter count) is judged by the same rule."
+    "it. The regression's $\\log_2(K/R)$ coefficient $\\beta$ on the runs with $K/R \\ge 1$ (the change per doubling of "
+    "$K/R$ at equal design and parameter count) is judged by the same rule on the same contrast as the designs: "
+    "the change it predicts from $K/R = 1$ to the largest $K/R$ of the runs, $\\beta \\log_2 \\max(K/R)$, with "
+    "its interval scaled alike (a noise floor is a difference between two runs, not a rate per doubling)."
 )
 
 SIZE_RULE = (
@@ -163,8 +165,20 @@ def kr_regression(table: pd.DataFrame, min_kr: float | None = None, level: float
     name = "np.log2(kr_ratio)"
     low, high = fit.conf_int(alpha=1 - level).loc[name]
     out.update(coefficient=float(fit.params[name]), low=float(low), high=float(high), r_squared=float(fit.rsquared),
-               df_resid=int(fit.df_resid), model=fit)
+               df_resid=int(fit.df_resid), model=fit, kr_span=(float(runs["kr_ratio"].min()), float(runs["kr_ratio"].max())))
     return out
+
+
+def regression_span_effect(fit: Mapping) -> dict | None:
+    """The change of test accuracy a :func:`kr_regression` fit predicts across its K/R span, from the span's
+    smallest K/R to its largest (``coefficient * log2(max / min)``, the interval scaled alike): the contrast
+    :data:`VERDICT_RULE` judges, comparable with the designs' paired effects. None when there is no fit."""
+    if fit["coefficient"] is None:
+        return None
+    lo_kr, hi_kr = fit["kr_span"]
+    doublings = float(np.log2(hi_kr / lo_kr))
+    return {"from": lo_kr, "to": hi_kr, "doublings": doublings, "estimate": fit["coefficient"] * doublings,
+            "low": fit["low"] * doublings, "high": fit["high"] * doublings}
 
 
 def distinct_networks(records: Iterable[Mapping]) -> list[Mapping]:
@@ -338,9 +352,12 @@ def regression_sentence(fit: Mapping, floor: float | None = None) -> str:
     which = f"budget runs with K/R >= {fit['min_kr']:g}" if fit["min_kr"] is not None else "all budget runs"
     if fit["coefficient"] is None:
         return f"Regression on {which}: cannot be computed ({fit['reason']})."
-    judged = (f": {verdict(fit['low'], fit['high'], floor)} by the rule"
-              if fit["min_kr"] is not None and fit["min_kr"] >= 1
-              else "; the paper predicts nothing below K/R = 1, so this fit gets no verdict")
+    if fit["min_kr"] is not None and fit["min_kr"] >= 1:
+        span = regression_span_effect(fit)
+        judged = (f"; from K/R = {span['from']:g} to {span['to']:g} that is {span['estimate']:+.4f} "
+                  f"({span['low']:+.4f} to {span['high']:+.4f}): {verdict(span['low'], span['high'], floor)} by the rule")
+    else:
+        judged = "; the paper predicts nothing below K/R = 1, so this fit gets no verdict"
     return (f"Regression on {which} (`{fit['formula']}`, OLS): the test accuracy changes by "
             f"{fit['coefficient']:+.4f} per doubling of K/R at equal design and parameter count ({_ci(fit)}, t; "
             f"n = {fit['n']}, R² = {fit['r_squared']:.2f}){judged}.")
