@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in under 10 minutes, for a session that is lent a GPU machine:
+# The GPU benchmarks in under 10 minutes, on a machine with a CUDA GPU:
 #
 #     bash benchmarks/run_gpu.sh            # then commit benchmarks/results/*_cuda.json
 #
 # First every benchmark's --quick run (about 3 minutes: a complete set of *_cuda.json records; bench_train
 # includes each book network's FLOP rate against a matmul's peak, channels-last and torch.compile on CUDA),
-# then `kr sweep --workers 2` on the GPU (four tiny runs, two side by side on one device, in a temporary
-# folder: at most 2 minutes), then the full runs with the time that is left; a full run that does not
+# including bench_sweep (`kr sweep` with one worker, then --workers 2 on one GPU: four tiny runs in a
+# temporary folder), then the full runs with the time that is left; a full run that does not
 # finish in time is stopped and its quick record stays. The book build is not a GPU benchmark and is skipped.
 # PYTHON picks the interpreter (default: the project's .venv, else python3); BUDGET the total seconds.
 set -euo pipefail
@@ -24,18 +24,6 @@ PY
 
 status=0
 "$PYTHON" benchmarks/run_all.py --device cuda --quick --skip book --budget $(( BUDGET / 2 )) || status=$?
-sweep_dir=$(mktemp -d)
-cat > "$sweep_dir/tiny.yaml" <<'YAML'
-dataset: fashion_mnist
-parameters: {epochs: 1, train_limit: 2048, test_limit: 1024, stages: 2, stem_stride: 2, batch_size: 128}
-grids:
-  runs: {design: [bottleneck, separable], kr_ratio: [1, 2], R: [8], seed: [0]}
-YAML
-sweep_start=$(date +%s)
-timeout 120 "$PYTHON" -m kr_lib.cli sweep "$sweep_dir/tiny.yaml" --output-dir "$sweep_dir/results" --device cuda \
-    --workers 2 || status=$?
-echo "run_gpu.sh: kr sweep --workers 2 on cuda: 4 runs in $(( $(date +%s) - sweep_start )) s"
-rm -rf "$sweep_dir"
 left=$(( BUDGET - ($(date +%s) - start) ))
 if [ "$left" -gt 30 ]; then
     "$PYTHON" benchmarks/run_all.py --device cuda --skip book --budget "$left" || status=$?

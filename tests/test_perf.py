@@ -247,3 +247,20 @@ def test_the_performance_appendix_states_its_findings_from_the_records(tmp_path)
         assert "exceed 1" in text
     assert "lent" not in text and "other agents" not in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+
+
+@pytest.mark.parametrize("n_runs", [2, 4, 8])
+def test_bench_sweep_grid_has_the_asked_runs_in_one_grid(tmp_path, n_runs):
+    """bench_sweep compares two modes on the same runs: its sweep file must expand to exactly ``n_runs``
+    distinct, checked runs of the sweep file format."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_sweep
+    finally:
+        sys.path.pop(0)
+    from kr_lib.runs.sweepfile import load_sweep
+
+    sweep = load_sweep(bench_sweep.sweep_file(tmp_path, n_runs, train_limit=256))
+    assert len(sweep.runs) == n_runs
+    assert len({r.run_id for r in sweep.runs}) == n_runs
+    assert {r.epochs for r in sweep.runs} == {1}
