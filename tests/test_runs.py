@@ -161,6 +161,32 @@ def test_aggregate_is_mean_and_spread_over_seeds(tmp_path):
     assert dict(zip(summary["kr_fraction"], summary["failed"])) == {"1/4": 0, "4": 1}
 
 
+def test_failed_and_diverged_runs_are_counted_apart(tmp_path, capsys):
+    """A diverged run trained and its loss blew up; a failed one raised: aggregate and kr results (the real
+    command) give each its own column and count."""
+    cfg = {"design": "bottleneck", "kr_ratio": "4", "R": 8}
+    records = [synthetic_record(0.7, seed=0, **cfg), synthetic_record(None, status="failed", seed=1, **cfg),
+               synthetic_record(None, status="diverged", seed=2, **cfg), synthetic_record(None, status="diverged", seed=3, **cfg),
+               synthetic_record(0.6, design="bottleneck", kr_ratio="1/4", R=8, seed=0)]
+    summary = aggregate(records_table(records)).set_index("kr_fraction")
+    assert (summary.loc["4", "failed"], summary.loc["4", "diverged"], summary.loc["4", "seeds"]) == (1, 2, 1)
+    assert (summary.loc["1/4", "failed"], summary.loc["1/4", "diverged"]) == (0, 0)
+    assert {"failed", "diverged"} <= set(aggregate(records_table([])).columns)
+    for rec in records:
+        write_record(rec, tmp_path)
+    assert kr_main(["results", "fashion_mnist", "--results-dir", str(tmp_path), "--csv", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "accuracy_mean" in line).split()
+    assert header[-2:] == ["failed", "diverged"]
+    row = next(line for line in out.splitlines() if line.split()[:2] == ["bottleneck", "fixed_r"] and " 4 " in line)
+    assert row.split()[-2:] == ["1", "2"]
+    assert "5 records in" in out and "2 completed" in out and "2 diverged" in out and "1 failed" in out
+    import pandas as pd
+
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert sorted(zip(csv["failed"], csv["diverged"])) == [(0, 0), (1, 2)]
+
+
 def test_run_time_counts_the_epochs_before_a_resume():
     whole = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=0)
     whole["timing"] = {"wall_time_s": 100.0, "resumed_from_epoch": 0}
@@ -432,6 +458,56 @@ def test_compare_metrics_exact_and_within_tolerance():
     assert not compare_metrics(a, synthetic_record(None, status="failed"), exact=False)[0]
 
 
+def _on(machine: dict, threads=1, run_code="abc", accuracy=0.8, device="cpu") -> dict:
+    rec = synthetic_record(accuracy)
+    rec["machine"], rec["device"] = machine, device
+    rec["timing"] = {"wall_time_s": 1.0, "torch_threads": threads}
+    rec["versions"] = {**rec["versions"], "run_code": run_code}
+    return rec
+
+
+def test_the_exact_rule_needs_the_same_cpu_threads_and_run_code_all_recorded():
+    """kr reproduce holds a rerun to identical metrics only when the CPU model, the CPU capability, the thread
+    count, torch and the run code are recorded and equal; otherwise it names every reason."""
+    from kr_lib.runs.reproduce import exact_rule
+
+    here = {"cpu_model": "AMD EPYC", "cpu_capability": "AVX512", "cpu_count": 2}
+    exact, why = exact_rule(_on(here), _on(here))
+    assert exact and "AMD EPYC" in why and "AVX512" in why and "run code abc" in why
+    older = _on({"platform": "Linux", "processor": "x86_64", "cpu_count": 2}, run_code=None)
+    del older["versions"]["run_code"]
+    exact, why = exact_rule(older, _on(here))
+    assert not exact and why == ("the record names no CPU model; the record names no CPU capability; "
+                                 "it predates run_code")
+    exact, why = exact_rule(_on(here), _on({**here, "cpu_capability": "AVX2"}, threads=2, run_code="def"))
+    assert not exact and why == ("the CPU capability differs (AVX512 recorded, AVX2 here); the thread count differs "
+                                 "(1 recorded, 2 here); the run code differs (abc recorded, def here)")
+    exact, why = exact_rule(_on(here), _on(here, device="cuda"))
+    assert not exact and "'cuda'" in why
+
+
+def test_reproduce_prints_the_rule_and_why(tmp_path, monkeypatch, capsys):
+    """The real command with the rerun stubbed (training is tested elsewhere): a record that names no CPU is
+    held to the CPU tolerance, and the command says so; a difference within it agrees (exit 0), beyond it not."""
+    from kr_lib.commands import reproduce as command
+    from kr_lib.runs import reproduce as module
+    from kr_lib.runs.reproduce import CPU_ACCURACY_TOLERANCE
+
+    here = {"cpu_model": "AMD EPYC", "cpu_capability": "AVX2", "cpu_count": 2}
+    original = _on({"platform": "Linux", "cpu_count": 2}, run_code=None, accuracy=0.9078)
+    del original["versions"]["run_code"]
+    path = write_record(original, tmp_path)
+    for accuracy, code, verdict in ((0.9078 - CPU_ACCURACY_TOLERANCE / 2, 0, "AGREE"),
+                                    (0.9078 - 2 * CPU_ACCURACY_TOLERANCE, 1, "DIFFER")):
+        rerun_path = write_record(_on(here, accuracy=accuracy), tmp_path / "rerun")
+        monkeypatch.setattr(module, "execute_run", lambda *a, p=rerun_path, **k: type("O", (), {"path": p})())
+        assert kr_main(["reproduce", str(path)]) == code
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert line == (f"rule: tolerance {CPU_ACCURACY_TOLERANCE:g} in accuracy, 2% relative in loss (the record "
+                        f"names no CPU model; the record names no CPU capability; it predates run_code); {verdict}")
+    assert command.reproduce is module.reproduce
+
+
 def test_figures_draw_from_a_records_table():
     import matplotlib
 
@@ -510,6 +586,8 @@ def test_sigkill_mid_sweep_then_resume_keeps_finished_runs_and_reproduces(tmp_pa
     assert first[0].read_bytes() == first_bytes
     assert all(r["status"] == "completed" and r["timing"]["wall_time_s"] > 0 for r in records)
     assert all((folder / f"{r['run_id']}.ipynb").is_file() for r in records)
+    # the executed notebooks name the checkout's folders relative to it (papermill stored absolute paths)
+    assert not [r["run_id"] for r in records if str(ROOT) in (folder / f"{r['run_id']}.ipynb").read_text()]
     leftovers = [p.name for p in folder.iterdir() if "partial" in p.name]
     assert not leftovers
     # the record holds per-block K/R and the network's sizes, from kr_report
@@ -552,6 +630,20 @@ def test_records_fingerprint_changes_with_the_records(tmp_path):
     assert one != empty and records_fingerprint(folder) == one
     write_record(synthetic_record(0.7, seed=1), tmp_path)
     assert records_fingerprint(folder) != one
+
+
+def test_portable_notebook_makes_the_checkout_relative(tmp_path):
+    from kr_lib.runs.notebook_run import portable_notebook
+
+    root = tmp_path / "checkout"
+    root.mkdir()
+    nb = tmp_path / "run.ipynb"
+    nb.write_text(json.dumps({"input_path": f"{root}/notebooks/ablation.ipynb", "printed": f"output_dir = '{root}'",
+                              "sibling": f"{root}2/results", "outside": "/opt/data"}))
+    assert portable_notebook(nb, root)
+    assert json.loads(nb.read_text()) == {"input_path": "notebooks/ablation.ipynb", "printed": "output_dir = '.'",
+                                          "sibling": f"{root}2/results", "outside": "/opt/data"}
+    assert not portable_notebook(nb, root)  # nothing left to rewrite
 
 
 def test_committed_records_name_no_machine_path():

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..atomic import write_text_atomic
 from ..project import find_project, project_of
 from ..validate import writable_folder
 from .ablation import failed_record
@@ -94,6 +96,22 @@ def _staged_record(rec_path: Path, rid: str) -> dict | None:
     return record if record["run_id"] == rid else None
 
 
+def portable_notebook(nb_path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Rewrite an executed notebook so that it names the checkout ``root``'s folders relative to it (papermill
+    stores its input and output paths, and the parameters cell and outputs print ``output_dir``): a
+    committed notebook names no machine's paths. Atomic; True when something was rewritten."""
+    nb_path, root = Path(nb_path), Path(root).resolve()
+    text = nb_path.read_text()
+    new = text
+    for form in {str(root), json.dumps(str(root))[1:-1]}:  # as written, and as a JSON string escapes it
+        # the root followed by a separator, or ending a name: not a sibling folder that starts alike
+        new = re.sub(re.escape(form) + r"(/|(?![\w.-]))", lambda m: "" if m.group(1) == "/" else ".", new)
+    if new == text:
+        return False
+    write_text_atomic(new, nb_path)
+    return True
+
+
 def _keep_finished(rec_path: Path, rid: str) -> RunOutcome | None:
     """A run cut off after its notebook wrote the staged record (it trained to the end): keep that record,
     with the executed notebook as far as papermill saved it (``<run_id>.ipynb``, else the ``.failed`` or
@@ -153,11 +171,12 @@ def execute_run(params: Mapping[str, Any], output_dir: str | os.PathLike, notebo
     start = time.perf_counter()
     try:
         # the notebook writes <run_id>.json.staged; the record exists only once the notebook is saved
-        execute_notebook(notebook, nb_path, p.notebook_parameters(),
-                         cwd=project_of(notebook) or notebook.resolve().parent, progress=progress,
+        root = project_of(notebook) or notebook.resolve().parent
+        execute_notebook(notebook, nb_path, p.notebook_parameters(), cwd=root, progress=progress,
                          cell_timeout=None)  # runs take hours
         if not staged.is_file():
             raise RuntimeError(f"the notebook {notebook.name} finished without writing {staged.name}")
+        portable_notebook(nb_path, root)  # before the record exists: a committed pair names no machine path
         record = read_record(commit_staged(rec_path))
         failed_nb.unlink(missing_ok=True)  # from an earlier failed attempt
         return RunOutcome(p.run_id, record["status"], rec_path, time.perf_counter() - start, record.get("message", ""))
