@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import ProcessPoolExecutor
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -50,19 +51,58 @@ def cpu_shares(workers: int, threads: int) -> list[list[int] | None]:
     return [cpus[i * threads:(i + 1) * threads] for i in range(workers)]
 
 
+# Ctrl-C reaches every process of the terminal's process group, the workers too. A worker that is running a
+# task gets the KeyboardInterrupt there (the task cleans up, the parent reports it); one waiting for work must
+# not: multiprocessing would print the KeyboardInterrupt traceback of its wait, and its death would break the
+# pool, whose manager then terminates the other workers in the middle of their cleanup. After a Ctrl-C a
+# worker starts no task (the parent is stopping the pool; tasks already queued to it return at once).
+_busy = False
+_stopping = False
+
+
+def _on_interrupt(signum, frame) -> None:
+    global _stopping
+    _stopping = True
+    if _busy:
+        raise KeyboardInterrupt
+
+
+def _as_task(fn, *args, **kwargs):
+    """Run one submitted task in a worker, marked busy (so that Ctrl-C interrupts it), unless a Ctrl-C came."""
+    global _busy
+    if _stopping:
+        raise KeyboardInterrupt
+    _busy = True
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _busy = False
+
+
 def _pin_worker(shares, threads: int) -> None:
-    """Pool initializer: take one share (a queue of them: one per worker), pin to it, set the thread count."""
+    """Pool initializer: take one share (a queue of them: one per worker), pin to it, set the thread count,
+    and handle Ctrl-C as above."""
     cpus = shares.get()
     if cpus:
         os.sched_setaffinity(0, cpus)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)  # for the kernels it starts: the worker itself only waits on them
+    signal.signal(signal.SIGINT, _on_interrupt)
+
+
+class _WorkerPool(ProcessPoolExecutor):
+    """A process pool whose tasks run through :func:`_as_task` (Ctrl-C interrupts a running task only)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return super().submit(_as_task, fn, *args, **kwargs)
 
 
 def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    """``workers`` spawned processes, each pinned to ``threads`` CPUs of its own (:func:`cpu_shares`)."""
+    """``workers`` spawned processes, each pinned to ``threads`` CPUs of its own (:func:`cpu_shares`). On
+    Ctrl-C a worker's running task gets the ``KeyboardInterrupt``; an idle worker prints nothing and starts
+    no further task, so the pool shuts down without a traceback and without killing a task mid-cleanup."""
     ctx = multiprocessing.get_context("spawn")
     shares = ctx.Queue()
     for share in cpu_shares(workers, threads):
         shares.put(share)
-    return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pin_worker, initargs=(shares, threads))
+    return _WorkerPool(workers, mp_context=ctx, initializer=_pin_worker, initargs=(shares, threads))

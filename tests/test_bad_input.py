@@ -460,6 +460,19 @@ def test_reproduce_table_shows_no_nan(tmp_path, monkeypatch, capsys):
     assert [line.split()[-1] for line in out.splitlines() if line.startswith("best_test_accuracy")] == ["0.0"]
 
 
+@pytest.mark.parametrize("assignment", ["sweep={file: s.yaml}", "mode=budget", "staged_record=true",
+                                        "save_record=false"])
+def test_record_only_names_are_refused_by_ablate(tmp_path, capsys, assignment):
+    """Names a record holds that no user sets (kr sweep writes ``sweep``, ``mode`` follows from R, kr ablate
+    always writes a staged record): one line naming the allowed keys, nothing written."""
+    name = assignment.split("=")[0]
+    err = one_line_error(capsys, ["ablate", "fashion_mnist", *TINY_ARGS, "-p", assignment, "--output-dir",
+                                  str(tmp_path / "out")], f"-p {name}: not a run parameter", "-p accepts: design")
+    accepted = err.split("-p accepts: ")[1].split(", ")
+    assert "seed" in accepted and "threads" in accepted and name not in accepted and "dataset" not in accepted
+    assert not (tmp_path / "out").exists()
+
+
 # -- inputs that were already refused, so they stay so -----------------------------------------------------
 
 @pytest.mark.parametrize("argv, needle", [

@@ -210,3 +210,64 @@ def test_compiled_training_trains_checkpoints_the_plain_module_and_resumes(tmp_p
     again = train(build_model(data[0].info, "bottleneck", 1, R=4, stages=2), data, epochs=2, batch_size=64,
                   seed=0, progress=False, checkpoint_dir=tmp_path)
     assert again.resumed_from_epoch == 1 and again.epochs_completed == 2 and again.status == "completed"
+
+
+GRID = """
+dataset: fashion_mnist
+parameters: {epochs: 1, train_limit: 256, test_limit: 256, stages: 2, stem_stride: 2, batch_size: 64}
+grids:
+  runs: {design: [bottleneck], kr_ratio: %s, R: [4], seed: %s}
+"""
+
+
+def _stray(folder: Path) -> list[str]:
+    """Files a resume would have to clean up: locks, staged or partial files, failed notebooks."""
+    return sorted(p.name for p in folder.iterdir() if p.suffix in (".lock", ".staged") or "partial" in p.name
+                  or p.name.endswith((".failed.ipynb", ".staged")))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runs, recorded", [(4, 1), (3, 2)], ids=["both-workers-training", "one-worker-idle"])
+def test_ctrl_c_of_a_two_worker_sweep_keeps_what_finished_and_resumes_without_duplicates(tmp_path, runs, recorded):
+    """Tiny trainings on two workers; a real SIGINT to the whole process group (Ctrl-C in a terminal) once
+    ``recorded`` runs are recorded and a worker trains another (with 3 runs and 2 recorded, the other worker
+    waits for work: its wait must print no traceback): exit 130, the one-line message and no traceback (from
+    the sweep or its workers), the finished records kept and completed, nothing recorded as failed, no lock,
+    staged, partial or failed-notebook file; the same command then completes the grid, each run once."""
+    sweep = tmp_path / "grid.yaml"
+    sweep.write_text(GRID % (("[1, 2]", "[0, 1]") if runs == 4 else ("[1, 2, 4]", "[0]")))
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "kr_lib.cli", "sweep", str(sweep), "--output-dir", str(out), "--device", "cpu",
+           "--workers", "2", "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a terminal's foreground job
+    folder = out / "fashion_mnist"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (len(list(folder.glob("*.json"))) >= recorded and list(folder.glob("*.lock"))):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    assert list(folder.glob("*.lock")), "no run was training when the first record appeared"
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "kr sweep: interrupted; run the same command to resume", stderr[-3000:]
+    time.sleep(2)  # a kernel whose worker is gone notices within a second and exits
+    records, corrupt = read_records(folder)
+    assert not corrupt and recorded <= len(records) < runs, [r["status"] for r in records]
+    assert all(r["status"] == "completed" for r in records)  # the cut-off run is not recorded as failed
+    assert all((folder / f"{r['run_id']}.ipynb").is_file() for r in records)
+    assert _stray(folder) == []
+    kept = {p: p.read_bytes() for p in folder.glob("*.json")}
+
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{runs} runs: {runs - len(kept)} completed, {len(kept)} skipped" in done.stdout, done.stdout[-2000:]
+    records, corrupt = read_records(folder)
+    assert not corrupt and len(records) == runs and len({r["run_id"] for r in records}) == runs
+    assert all(r["status"] == "completed" for r in records)
+    assert all(p.read_bytes() == b for p, b in kept.items())  # the finished ones were not redone
+    assert sorted(p.name for p in folder.glob("*.ipynb")) == sorted(f"{r['run_id']}.ipynb" for r in records)
+    assert _stray(folder) == []
+    checkpoints = folder / ".checkpoints"  # the cut-off runs' checkpoints were used up by the resume
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())

@@ -65,6 +65,21 @@ def test_reproduce_save_weights_regenerates_identical_weights(tiny_run, tmp_path
     assert json.loads(path.read_text())["metrics"] == old["metrics"]
 
 
+def test_save_weights_of_a_record_that_names_no_cpu_needs_identical_metrics_not_the_exact_rule(tiny_run, tmp_path):
+    """The records --save-weights exists for are older than the CPU fields and the run-code hash: kr reproduce
+    judges them by the CPU tolerance (it cannot tell the CPU), yet saves the weights when the rerun is identical."""
+    old = {k: v for k, v in tiny_run.record.items() if k != "weights"}
+    old["machine"] = {k: v for k, v in old["machine"].items() if k not in ("cpu_model", "cpu_capability")}
+    old["versions"] = {k: v for k, v in old["versions"].items() if k != "run_code"}
+    path = tmp_path / "fashion_mnist" / tiny_run.path.name
+    path.parent.mkdir()
+    path.write_text(json.dumps(old))
+    cmp = reproduce(path, device="cpu", save_weights=True)
+    assert cmp.rule.startswith("tolerance") and cmp.reason == ("the record names no CPU model; the record names no "
+                                                               "CPU capability; it predates run_code")
+    assert cmp.agree and all(d == 0 for d in cmp.differences.values()) and cmp.weights_path == weights_path(path)
+
+
 def test_reproduce_save_weights_refuses_a_run_it_cannot_regenerate(tiny_run, tmp_path):
     path = tmp_path / tiny_run.path.name
     path.write_text(json.dumps({**tiny_run.record, "device": "cuda:0"}))

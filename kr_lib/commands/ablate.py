@@ -17,11 +17,17 @@ from kr_lib.runs.records import read_record
 from kr_lib.runs.notebook_run import check_runnable, execute_run, resolved_folder
 
 
+#: Names a record holds that are not run parameters a user sets: ``kr sweep`` sets ``sweep``, ``kr ablate``
+#: always writes a (staged) record, and ``mode`` follows from R / param_budget. ``-p`` refuses them.
+RECORD_ONLY = ("sweep", "staged_record", "save_record", "mode")
+#: What ``-p`` accepts (the positional DATASET and --output-dir give the other two).
+ACCEPTED = [n for n in DEFAULTS if n not in ("dataset", "output_dir", *RECORD_ONLY)]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="a registered dataset: fashion_mnist, moving_fashion_mnist, cifar10, svhn, ucf101")
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="a notebook parameter (repeatable): " + ", ".join(n for n in DEFAULTS
-                                                                              if n not in ("dataset", "output_dir", "sweep", "staged_record")))
+                        help="a notebook parameter (repeatable): " + ", ".join(ACCEPTED))
     parser.add_argument("--output-dir", default=None, help="results root (default: the project's results/)")
     parser.add_argument("--force", action="store_true", help="run again even if the record exists")
     parser.add_argument("--notebook", default=None, help=argparse.SUPPRESS)
@@ -34,6 +40,10 @@ def run(args) -> int:
     for name in ("dataset", "output_dir"):
         if name in params:
             raise ValueError(f"give {name} as {'the positional DATASET' if name == 'dataset' else '--output-dir'}, not -p")
+    refused = [name for name in params if name in RECORD_ONLY]
+    if refused:
+        raise ValueError(f"-p {', '.join(refused)}: not a run parameter (the record sets it); -p accepts: "
+                         + ", ".join(ACCEPTED))
     params["dataset"] = args.dataset
     params["data_dir"] = resolved_folder(params.get("data_dir"))  # relative: to the working directory
     checked = check_parameters(params)  # a bad name or value stops here, before any kernel starts

@@ -1,5 +1,8 @@
 """``kr reproduce RECORD``: rerun a result record's exact parameters and compare the metrics -- identical
-when both runs are on the CPU, within a tolerance (default 0.01 accuracy, 2 % loss) when a GPU was used."""
+on the record's own CPU (model, instruction set, thread count, torch and run code all recorded and equal),
+else within a tolerance (``CPU_ACCURACY_TOLERANCE``/``CPU_LOSS_RTOL`` of :mod:`kr_lib.runs.reproduce` on
+another CPU, the ``GPU_`` ones with a GPU). It prints the rule it used and why
+(:func:`kr_lib.runs.reproduce.exact_rule`)."""
 from __future__ import annotations
 
 import argparse
@@ -11,17 +14,20 @@ from kr_lib.device import resolve_device
 from kr_lib.project import add_project_argument, find_project
 from kr_lib.runs.records import read_record
 from kr_lib.validate import positive_number, writable_folder
-from kr_lib.runs.reproduce import GPU_ACCURACY_TOLERANCE, GPU_LOSS_RTOL, reproduce
+from kr_lib.runs.reproduce import (CPU_ACCURACY_TOLERANCE, CPU_LOSS_RTOL, GPU_ACCURACY_TOLERANCE, GPU_LOSS_RTOL,
+                                   reproduce)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("record", help="a result record, e.g. results/fashion_mnist/<run_id>.json")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
     parser.add_argument("--output-dir", default=None, help="keep the rerun's record here (default: a temporary folder)")
-    parser.add_argument("--accuracy-tol", type=float, default=GPU_ACCURACY_TOLERANCE,
-                        help=f"allowed accuracy difference off the CPU (default {GPU_ACCURACY_TOLERANCE})")
-    parser.add_argument("--loss-rtol", type=float, default=GPU_LOSS_RTOL,
-                        help=f"allowed relative loss difference off the CPU (default {GPU_LOSS_RTOL})")
+    parser.add_argument("--accuracy-tol", type=float, default=None,
+                        help=f"allowed accuracy difference when the rule is not exact (default {CPU_ACCURACY_TOLERANCE} "
+                             f"on another CPU, {GPU_ACCURACY_TOLERANCE} with a GPU)")
+    parser.add_argument("--loss-rtol", type=float, default=None,
+                        help=f"allowed relative loss difference when the rule is not exact (default {CPU_LOSS_RTOL} "
+                             f"on another CPU, {GPU_LOSS_RTOL} with a GPU)")
     parser.add_argument("--save-weights", action="store_true",
                         help="rerun on the CPU and, if the metrics are identical, save the trained weights "
                              "beside the record (for records made before weights were kept)")
@@ -37,8 +43,9 @@ def run(args) -> int:
         raise FileNotFoundError(f"record {record} not found; give a result record such as "
                                 "results/fashion_mnist/<run_id>.json")
     read_record(record)  # a corrupt record (or one edited by hand) stops here, before the rerun
-    positive_number(args.accuracy_tol, "--accuracy-tol", allow_zero=True)
-    positive_number(args.loss_rtol, "--loss-rtol", allow_zero=True)
+    for value, name in ((args.accuracy_tol, "--accuracy-tol"), (args.loss_rtol, "--loss-rtol")):
+        if value is not None:
+            positive_number(value, name, allow_zero=True)
     resolve_device(args.device)
     if args.output_dir is not None:
         writable_folder(args.output_dir, "--output-dir")
@@ -53,7 +60,7 @@ def run(args) -> int:
     table = pd.DataFrame({"original": cmp.original, "rerun": cmp.rerun, "difference": difference}, index=names,
                          dtype=object).fillna("-")
     print(table.to_string())
-    print(f"rule: {cmp.rule}; {'AGREE' if cmp.agree else 'DIFFER'}")
+    print(f"rule: {cmp.rule}" + (f" ({cmp.reason})" if cmp.reason else "") + f"; {'AGREE' if cmp.agree else 'DIFFER'}")
     if args.save_weights:
         print(f"weights saved: {cmp.weights_path}" if cmp.weights_path else
               "weights NOT saved: the rerun's metrics are not identical to the record's")

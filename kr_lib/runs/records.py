@@ -201,10 +201,12 @@ CONFIG_KEYS = ["design", "mode", "kr_fraction", "kr_ratio", "R", "param_budget",
 
 def aggregate(table: pd.DataFrame) -> pd.DataFrame:
     """Completed runs grouped over seeds: mean, std and count of the test accuracy, and the (seed-free)
-    size columns, one row per configuration, sorted by design, mode and K/R."""
+    size columns, one row per configuration, sorted by design, mode and K/R; ``failed`` and ``diverged``
+    count that configuration's runs of each status (a diverged run trained and its loss blew up; a failed
+    one raised), apart."""
     if table.empty:
         return pd.DataFrame(columns=[*CONFIG_KEYS, "K", "parameters", "df", "flops", "seeds", "accuracy_mean",
-                                     "accuracy_std", "failed"])
+                                     "accuracy_std", "failed", "diverged"])
     keys = [k for k in CONFIG_KEYS]
     t = table.copy()
     t[keys] = t[keys].astype(object).where(t[keys].notna(), "-")
@@ -214,9 +216,10 @@ def aggregate(table: pd.DataFrame) -> pd.DataFrame:
         seeds=("seed", "nunique"), accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", "std"),
         run_time_s=("run_time_s", "mean"),
     )
-    failed = t[t["status"] != "completed"].groupby(keys, sort=False).size().rename("failed")
-    out = out.join(failed, how="outer").reset_index()
-    out["failed"] = out["failed"].fillna(0).astype(int)
+    for status in ("failed", "diverged"):
+        out = out.join(t[t["status"] == status].groupby(keys, sort=False).size().rename(status), how="outer")
+    out = out.reset_index()
+    out[["failed", "diverged"]] = out[["failed", "diverged"]].fillna(0).astype(int)
     out = out.sort_values(["design", "mode", "kr_ratio"], key=lambda s: s.astype(str) if s.name != "kr_ratio" else
                           pd.to_numeric(s, errors="coerce")).reset_index(drop=True)
     out[keys] = out[keys].replace("-", None)

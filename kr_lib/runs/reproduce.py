@@ -1,10 +1,15 @@
 """Rerun a record's exact parameters and compare the metrics.
 
-On the CPU with the same library versions and the same number of torch threads (the rerun uses the
-record's ``timing.torch_threads``), a run is deterministic (seeded shuffling, augmentation and
-initialisation; ``kr_lib.train``), so the metrics must be *identical*. On a GPU (cuDNN's algorithm choice,
-atomics in backward kernels, mixed precision) they agree only within a tolerance: by default 0.01 in
-test accuracy (one percentage point) and 2 % relative in test loss.
+On the CPU a run is deterministic (seeded shuffling, augmentation and initialisation; ``kr_lib.train``), so
+on the *same* CPU -- the same model and the same instruction set torch's kernels use (oneDNN and ATen pick
+their kernels by it, and an AVX2 kernel sums in another order than an AVX-512 one) -- with the same number
+of torch threads (the rerun uses the record's ``timing.torch_threads``), the same torch and the same run
+code (``versions.run_code``) the metrics must be *identical*: :func:`exact_rule` says whether that holds and
+why not. On another CPU, or for a record that does not name its CPU or predates the run-code hash, they
+agree within :data:`CPU_ACCURACY_TOLERANCE` / :data:`CPU_LOSS_RTOL`, chosen from the measured cross-CPU
+spread (:mod:`kr_lib.runs.reproduction`, the Rerun page). On a GPU (cuDNN's algorithm choice, atomics in
+backward kernels, mixed precision) within :data:`GPU_ACCURACY_TOLERANCE` (one percentage point) and
+:data:`GPU_LOSS_RTOL` relative in loss.
 
 ``save_weights=True`` regenerates the trained weights of a record made before weights were kept: the rerun
 is made on the CPU with the record's thread count, and its weights are put beside the original record
@@ -27,6 +32,11 @@ from .weights import file_sha256, weights_path
 
 GPU_ACCURACY_TOLERANCE = 0.01
 GPU_LOSS_RTOL = 0.02
+#: Another CPU (or one the record does not name): a little above the largest test-accuracy and relative
+#: test-loss differences measured across CPUs (:func:`kr_lib.runs.reproduction.cross_cpu_spread`; a test
+#: keeps them above it).
+CPU_ACCURACY_TOLERANCE = 0.005
+CPU_LOSS_RTOL = 0.02
 COMPARED = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "epochs_completed")
 
 
@@ -41,6 +51,47 @@ class Comparison:
     agree: bool
     rerun_path: Path | None
     weights_path: Path | None = None   # where the regenerated weights were saved (save_weights=True)
+    reason: str = ""                   # why this rule: what matches, or what differs or is not recorded
+    original_record: dict | None = None
+    rerun_record: dict | None = None
+
+
+def _on_cpu(record: Mapping) -> bool:
+    return str(record.get("device", "")).startswith("cpu")
+
+
+def exact_rule(original: Mapping, rerun: Mapping) -> tuple[bool, str]:
+    """May ``rerun`` be held to identical metrics with ``original``? Only when both ran on the CPU with the
+    same CPU model, the same CPU capability (``machine.cpu_capability``), the same torch thread count, the
+    same torch version and the same run-code hash (``versions.run_code``), each recorded. Returns
+    (exact, reason): the reason names every condition that fails or is not recorded, or what matched."""
+    def get(record, *keys):
+        value = record
+        for key in keys:
+            value = (value or {}).get(key) if isinstance(value, Mapping) else None
+        return value
+
+    if not (_on_cpu(original) and _on_cpu(rerun)):
+        return False, f"the record ran on {original.get('device')!r}, the rerun on {rerun.get('device')!r}"
+    checks = [("CPU model", ("machine", "cpu_model")), ("CPU capability", ("machine", "cpu_capability")),
+              ("thread count", ("timing", "torch_threads")), ("torch version", ("versions", "torch"))]
+    reasons = []
+    for name, keys in checks:
+        a, b = get(original, *keys), get(rerun, *keys)
+        if a is None:
+            reasons.append(f"the record names no {name}")
+        elif a != b:
+            reasons.append(f"the {name} differs ({a} recorded, {b} here)")
+    a, b = get(original, "versions", "run_code"), get(rerun, "versions", "run_code")
+    if a is None:
+        reasons.append("it predates run_code")
+    elif a != b:
+        reasons.append(f"the run code differs ({a} recorded, {b} here)")
+    if reasons:
+        return False, "; ".join(reasons)
+    return True, (f"same CPU ({get(original, 'machine', 'cpu_model')}, {get(original, 'machine', 'cpu_capability')}), "
+                  f"{get(original, 'timing', 'torch_threads')} thread(s), torch {get(original, 'versions', 'torch')}, "
+                  f"run code {a}")
 
 
 def compare_metrics(original: Mapping, rerun: Mapping, exact: bool, accuracy_tol: float = GPU_ACCURACY_TOLERANCE,
@@ -65,11 +116,12 @@ def compare_metrics(original: Mapping, rerun: Mapping, exact: bool, accuracy_tol
 
 
 def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: str | os.PathLike | None = None,
-              accuracy_tol: float = GPU_ACCURACY_TOLERANCE, loss_rtol: float = GPU_LOSS_RTOL,
+              accuracy_tol: float | None = None, loss_rtol: float | None = None,
               progress: bool = False, save_weights: bool = False,
               notebook: str | os.PathLike | None = None) -> Comparison:
     """Run ``record_file``'s scientific parameters again (through the notebook, into ``output_dir``, by default
-    a temporary folder) on ``device`` and compare: exact when both runs used the CPU, else within tolerance.
+    a temporary folder) on ``device`` and compare: exact when :func:`exact_rule` allows it, else within
+    ``accuracy_tol`` / ``loss_rtol`` (None: the CPU tolerance when both ran on the CPU, else the GPU one).
 
     ``save_weights``: the rerun must be on the CPU (``device`` "auto" or "cpu") and the original record too;
     when the metrics are identical the rerun's weights are saved beside ``record_file`` and the record names
@@ -92,12 +144,18 @@ def reproduce(record_file: str | os.PathLike, device: str = "auto", output_dir: 
         out = Path(output_dir) if output_dir else Path(tmp)
         outcome = execute_run(params, out, notebook=notebook, progress=progress)
         rerun = read_record(outcome.path)
-        exact = str(original.get("device", "")).startswith("cpu") and str(rerun.get("device", "")).startswith("cpu")
+        exact, reason = exact_rule(original, rerun)
+        cpu = _on_cpu(original) and _on_cpu(rerun)
+        accuracy_tol = accuracy_tol if accuracy_tol is not None else (CPU_ACCURACY_TOLERANCE if cpu else GPU_ACCURACY_TOLERANCE)
+        loss_rtol = loss_rtol if loss_rtol is not None else (CPU_LOSS_RTOL if cpu else GPU_LOSS_RTOL)
         agree, diffs = compare_metrics(original, rerun, exact, accuracy_tol, loss_rtol)
-        saved = _keep_weights(record_file, original, outcome.path, rerun) if save_weights and agree and exact else None
+        # the weights are the record's only when the rerun came out identical (whatever rule judged it: an
+        # older record names no CPU, and may still be rerun bit for bit on its own)
+        identical = compare_metrics(original, rerun, exact=True)[0]
+        saved = _keep_weights(record_file, original, outcome.path, rerun) if save_weights and identical else None
         return Comparison(original.get("metrics") or {}, rerun.get("metrics") or {},
-                          "exact" if exact else f"tolerance (accuracy {accuracy_tol}, loss {loss_rtol:.0%} relative)",
-                          diffs, agree, outcome.path if output_dir else None, saved)
+                          "exact" if exact else f"tolerance {accuracy_tol:g} in accuracy, {loss_rtol:.0%} relative in loss",
+                          diffs, agree, outcome.path if output_dir else None, saved, reason, original, rerun)
 
 
 def _keep_weights(record_file, original: dict, rerun_path: Path, rerun: dict) -> Path:
