@@ -101,9 +101,9 @@ def cross_cpu(records: Iterable[Mapping]) -> list[dict]:
 
 def cross_cpu_spread(folder: str | os.PathLike) -> dict:
     """The spread of the cross-CPU comparisons in ``folder`` (:func:`cross_cpu`): ``count``,
-    ``max_abs_accuracy`` (largest absolute difference of the rerun's test accuracy from the record's; None without comparisons),
-    ``max_rel_loss`` (largest absolute difference of the test loss over the recorded loss) and ``differences``, one dict per
-    comparison (run_id, both capabilities, recorded and rerun accuracy, the accuracy and loss difference,
+    ``max_abs_accuracy`` (the largest absolute difference of the rerun's test accuracy from the record's;
+    None without comparisons), ``max_rel_loss`` (the largest absolute difference of the test loss over the
+    recorded loss) and ``differences``, one dict per comparison (run_id, both capabilities, recorded and rerun accuracy, the accuracy and loss difference,
     the rerun's wall time), in file order; ``datasets`` the datasets of the records compared; ``controls``
     the same-CPU reruns (nothing emulated) and ``controls_identical`` how many of them gave identical metrics."""
     every = read_comparisons(folder)
