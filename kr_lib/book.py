@@ -2,7 +2,8 @@
 
 The book's sources (``_config.yml``, ``_toc.yml``, ``book/``, ``notebooks/``) are mirrored into a
 staging folder (``_build/src`` in the output folder), where each page listed in ``book/executed_pages.yml`` is
-replaced by its papermill-executed copy. The staged paths equal the repository's, so every page's
+replaced by its papermill-executed copy, and the Markdown of :data:`GENERATED_SOURCES` is written from the
+records (the introduction's measured verdict). The staged paths equal the repository's, so every page's
 Binder button opens the notebook it came from. A page is executed again only when its notebook, its
 parameters or ``kr_lib``'s source hash changed (the stamp kept in the executed notebook's metadata);
 Jupyter Book then renders with its own execution cache for any MyST code cells, cleared when the
@@ -37,6 +38,29 @@ PRESETS = ("default", "tiny")
 MATHJAX_DIR = Path(".cache/mathjax/node_modules/mathjax/es5")
 #: Memory one page's kernel may take (torch, a tiny training, pandas, figures): bounds the workers.
 PAGE_MEMORY = 2 * 1024**3
+#: Markdown the build writes into the staged sources, never into the repository: the introduction's
+#: measured-redundancy verdict (``book/intro.md`` pulls it in with a MyST ``{include}``), generated from the
+#: measurement cache by :func:`kr_lib.measured.findings.intro_paragraph`.
+GENERATED_SOURCES = ("book/measured_verdict.md",)
+#: ``repository.url`` of ``_config.yml`` until it is set to a fork (the README's "Your fork"): the repository
+#: button and every page's Binder button point there.
+PLACEHOLDER_REPOSITORY = "https://github.com/kr-book/kr-book"
+REPOSITORY_VARIABLE = "KR_REPOSITORY_URL"
+
+
+def repository_url(root: str | os.PathLike | None = None, environ=None) -> str:
+    """The GitHub repository the book's buttons point at: ``$KR_REPOSITORY_URL`` when set (the Pages
+    workflow sets it to the repository being built), else ``repository.url`` of ``_config.yml``."""
+    import re
+
+    environ = os.environ if environ is None else environ
+    root = Path(root) if root is not None else find_project()
+    url = environ.get(REPOSITORY_VARIABLE) or yaml.safe_load((root / "_config.yml").read_text())["repository"]["url"]
+    if not re.fullmatch(r"https://github\.com/[A-Za-z0-9-]+/[A-Za-z0-9_.-]+", url):
+        where = REPOSITORY_VARIABLE if environ.get(REPOSITORY_VARIABLE) else "_config.yml's repository.url"
+        raise ValueError(f"{where} is {url!r}, not a GitHub repository address; "
+                         "use https://github.com/OWNER/REPOSITORY")
+    return url
 
 
 def executed_pages(root: str | os.PathLike | None = None, preset: str = "default") -> dict[str, dict[str, Any]]:
@@ -118,8 +142,26 @@ def stage_sources(root: Path, src: Path, skip: set[str]) -> None:
             f.unlink()  # a page removed from the sources leaves the book too
 
 
+def write_generated_sources(root: Path, src: Path, results_dir: str | os.PathLike | None = None) -> list[str]:
+    """Write :data:`GENERATED_SOURCES` into the staged sources ``src`` from the records under ``results_dir``
+    (default ``root/results``), each only when its text changed (so Sphinx re-renders only then); return them."""
+    from .measured.findings import intro_paragraph
+
+    texts = {"book/measured_verdict.md": intro_paragraph(Path(results_dir) if results_dir else root / "results")}
+    for rel, text in texts.items():
+        target = src / rel
+        if not target.exists() or target.read_text() != text + "\n":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text + "\n")
+    return list(texts)
+
+
 def _write_config(root: Path, src: Path) -> None:
     config = yaml.safe_load((root / "_config.yml").read_text())
+    config["repository"]["url"] = repository_url(root)  # the one place, or the fork the workflow builds
+    if config["repository"]["url"] == PLACEHOLDER_REPOSITORY:
+        print(f"kr book: repository.url is the placeholder {PLACEHOLDER_REPOSITORY}: the Binder and repository "
+              "buttons point there; set it to your fork in _config.yml (README, 'Your fork')", flush=True)
     if not (src / "_vendor/mathjax/tex-mml-chtml.js").exists():
         # No local MathJax (bootstrap not run): fall back to Sphinx's default CDN copy.
         config.get("sphinx", {}).get("config", {}).pop("mathjax_path", None)
@@ -248,7 +290,8 @@ def build_book(output: str | os.PathLike | None = None, preset: str = "default",
     out = Path(output).resolve() if output else root
     src = out / "_build" / "src"
     pages = executed_pages(root, preset)
-    stage_sources(root, src, skip=set(pages))
+    stage_sources(root, src, skip=set(pages) | set(GENERATED_SOURCES))
+    write_generated_sources(root, src)
     _write_config(root, src)
     execute_pages(root, src, pages, force=force, workers=workers)
     _clear_cache_if_library_changed(out)
@@ -261,6 +304,46 @@ def build_book(output: str | os.PathLike | None = None, preset: str = "default",
         raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see the log above")
     point_launch_links_at_sources(out / "_build" / "html", pages)
     return index
+
+
+#: What the PDF needs besides the Python packages (Debian's TeX Live; README, "A PDF of the book").
+PDF_DEBIAN_PACKAGES = ("texlive-xetex", "texlive-latex-extra", "texlive-fonts-recommended", "latexmk",
+                       "fonts-freefont-otf")
+
+
+def missing_pdf_tools() -> list[str]:
+    """The programs and fonts :func:`build_pdf` needs that this machine lacks (empty: it can build)."""
+    missing = [tool for tool in ("xelatex", "latexmk", "makeindex") if shutil.which(tool) is None]
+    fc_list = shutil.which("fc-list")
+    if fc_list:  # Sphinx's XeLaTeX preamble sets FreeSerif, FreeSans and FreeMono (fontspec, by name)
+        found = subprocess.run([fc_list, ":family=FreeSerif", "family"], capture_output=True, text=True).stdout
+        if "FreeSerif" not in found:
+            missing.append("the FreeSerif font")
+    return missing
+
+
+def build_pdf(output: str | os.PathLike | None = None, preset: str = "default", force: bool = False,
+              root: str | os.PathLike | None = None, workers: int | None = None) -> Path:
+    """Build the HTML book (:func:`build_book`, which executes the pages), then the PDF from the same staged
+    pages with Jupyter Book's ``pdflatex`` builder (XeLaTeX, as ``_config.yml``'s ``latex:`` sets); return the
+    path of ``_build/latex/kr-book.pdf``. Stops before any work when TeX Live is missing, naming the packages."""
+    missing = missing_pdf_tools()
+    if missing:
+        raise RuntimeError(f"kr book: the PDF needs {', '.join(missing)}; install them with: sudo apt-get install "
+                           f"--no-install-recommends {' '.join(PDF_DEBIAN_PACKAGES)}")
+    index = build_book(output, preset=preset, force=force, root=root, workers=workers)
+    out = index.parent.parent.parent  # <out>/_build/html/index.html
+    src = out / "_build" / "src"
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jupyter_book if jupyter_book.exists() else "jupyter-book"), "build", str(src),
+           "--path-output", str(out), "--builder", "pdflatex"]
+    result = subprocess.run(cmd)
+    target = yaml.safe_load((src / "_config.yml").read_text())["latex"]["latex_documents"]["targetname"]
+    pdf = out / "_build" / "latex" / Path(target).with_suffix(".pdf").name
+    if result.returncode != 0 or not pdf.exists():
+        log = pdf.with_suffix(".log")
+        raise RuntimeError(f"jupyter-book's PDF build failed (exit {result.returncode}); the LaTeX log: {log}")
+    return pdf
 
 
 def point_launch_links_at_sources(html: Path, pages: dict[str, dict[str, Any]]) -> None:

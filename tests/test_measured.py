@@ -107,7 +107,8 @@ def test_the_linear_control_on_real_images(data):
 
 def test_rank_grid_holds_R_and_half_K_and_goes_down_to_one():
     assert rank_grid(64, 16) == [32, 16, 8, 4, 2, 1]
-    assert rank_grid(24, 6) == [16, 12, 8, 6, 4, 3, 2, 1]
+    assert rank_grid(24, 6) == [12, 6, 3, 1]  # K halved: 12, 6, 3, 1; R = 6 and R/2 = 3 among them
+    assert rank_grid(28, 8) == [14, 8, 7, 4, 3, 1]  # R = 8 and R/2 = 4 added to the halvings of K
     assert rank_grid(16, 64) == [8, 4, 2, 1]  # K/R < 1: R is not below K
     assert rank_grid(1, 1) == [1]
 

@@ -1,6 +1,8 @@
 """``kr measure RECORD`` / ``kr measure DATASET``: the measured redundancy of trained networks, one row per block
-(K, R, K/R, effective rank, 99 % components, accuracy unpruned and pruned to R and R/2 directions);
-``--csv F`` writes every column (spectra as space-separated numbers)."""
+(K, R, K/R, effective rank, 99 % components, accuracy unpruned and pruned to R and R/2 directions).
+Each network's rows are cached in ``results/<dataset>/measured/<run_id>.json`` as soon as it is measured
+(``kr_lib.measured.cache``: keyed by the weights, the parameters and the measuring code), and read from there
+the next time; ``--csv F`` writes every column (spectra as space-separated numbers)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kr_lib.measured.cache import DEFAULTS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a result record (results/<dataset>/<run_id>.json) or a dataset name "
@@ -16,13 +20,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default=None, help="refuse records that are not this dataset's")
     parser.add_argument("--results-dir", default=None, help="the results root for a DATASET (default: the checkout's results/)")
     parser.add_argument("--ranks", type=int, nargs="+", default=None,
-                        help="the r of the pruning test (default: K, K/2, R, R/2 and the powers of two of each block)")
-    parser.add_argument("--fit-limit", type=int, default=5000,
-                        help="training samples for the spectrum and the principal directions (default 5000)")
-    parser.add_argument("--test-limit", type=int, default=None, help="test samples for the accuracies (default: all)")
+                        help="the r of the pruning test (default: each block's grid: K halved down to 1, with R and R/2)")
+    parser.add_argument("--fit-limit", type=int, default=DEFAULTS["fit_limit"],
+                        help=f"training samples for the spectrum and the principal directions (default "
+                             f"{DEFAULTS['fit_limit']}, the chapter's)")
+    parser.add_argument("--test-limit", type=int, default=DEFAULTS["test_limit"],
+                        help="test samples for the accuracies (default: all, the chapter's)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, mps")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice; 1 beside other jobs)")
     parser.add_argument("--no-channel-removal", action="store_true",
-                        help="skip the Torch-Pruning magnitude channel removal (one extra test pass per block)")
+                        help="skip the Torch-Pruning magnitude channel removal (two fewer versions per test pass)")
+    parser.add_argument("--force", action="store_true", help="measure again even the networks with a valid cache entry")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write results/<dataset>/measured/ (measure everything, keep nothing)")
     parser.add_argument("--csv", default=None, help="write the whole table to this CSV file (atomically)")
 
 
@@ -67,22 +78,36 @@ def csv_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run(args) -> int:
+    import torch
+
     from kr_lib.atomic import write_text_atomic
-    from kr_lib.measured import SUMMARY_COLUMNS, measure_records
+    from kr_lib.measured import SUMMARY_COLUMNS
+    from kr_lib.measured.cache import measured_table, measurement_parameters
 
     for name in ("fit_limit", "test_limit"):
         value = getattr(args, name)
         if value is not None and value < 2:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 2, got {value}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    params = measurement_parameters(fit_limit=args.fit_limit, test_limit=args.test_limit, ranks=args.ranks,
+                                    channel_removal=not args.no_channel_removal)
     paths = _targets(args)
-    table = measure_records(paths, dataset=args.dataset, ranks=args.ranks, fit_limit=args.fit_limit,
-                            test_limit=args.test_limit, device=args.device,
-                            channel_removal=not args.no_channel_removal)
+
+    def said(path, table, seconds):  # one line per network, as it is cached
+        print(f"measured {path.stem}: {len(table)} blocks, {seconds['cpu_s']:.1f} CPU-s, {seconds['wall_s']:.1f} s "
+              f"wall" + ("" if args.no_cache else f" -> {path.parent.name}/measured/{path.name}"), flush=True)
+
+    table = measured_table(paths, dataset=args.dataset, write=not args.no_cache, force=args.force or args.no_cache,
+                           device=args.device, on_measured=said, **params)
     cols = (["run_id"] if len(paths) > 1 else []) + SUMMARY_COLUMNS
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 10_000):
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"spectrum: {table.attrs.get('fit_split')}; accuracies: {table.attrs.get('test_split')}; "
-          f"channel removal: {'Torch-Pruning ' + table.attrs['torch_pruning'] if table.attrs.get('torch_pruning') else 'off'}")
+          f"channel removal: {'Torch-Pruning ' + table.attrs['torch_pruning'] if table.attrs.get('torch_pruning') else 'off'}; "
+          f"{table.attrs['measured_now']} network(s) measured, {table.attrs['cached']} read from the cache")
     if args.csv:
         write_text_atomic(csv_table(table).to_csv(index=False), args.csv)
         print(f"wrote {args.csv}")

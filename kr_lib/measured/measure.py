@@ -120,7 +120,9 @@ def _accuracies(model, split, batch_size, device, hook_module=None, projection=N
     correct = torch.zeros(G, dtype=torch.long, device=device)
     handle = hook_module.register_forward_hook(projection) if projection is not None else None
     try:
-        for x, y in _batches(split, batch_size, device):
+        # batch_size // G inputs per batch: what follows the block sees about batch_size stacked inputs, so
+        # memory stays that of an unpruned batch whatever the number of versions
+        for x, y in _batches(split, max(1, batch_size // G), device):
             logits = model(x)
             if logits.shape[0] != G * len(y):
                 raise ValueError(f"the pruning test needs what follows a block to see only its output (a sequential "

@@ -24,15 +24,18 @@ __all__ = ["rank_grid", "check_ranks", "principal_directions", "PrunedOutputs", 
 
 
 def rank_grid(K: int, R: int) -> list[int]:
-    """The ranks r < K tested for a block, descending: K/2, R and R/2 (when below K) and the powers of two below
-    K, down to 1 (whole numbers). r = K is not in it: the projection onto all K directions is the identity (up
-    to float rounding: ``tests/test_measured.py`` runs it), so its accuracy is the unpruned one."""
+    """The ranks r < K tested for a block, descending: K halved again and again (K/2, K/4, ..., down to 1, whole
+    numbers), with R and R/2 added when below K. On this grid the measured ratio K / r* is a power of two, as
+    the K/R of the book's networks are, and a block costs about log2 K test passes (every power of two below
+    K and the multiples of R together cost up to twice as many). r = K is not in it: the projection onto all K
+    directions is the identity (up to float rounding: ``tests/test_measured.py`` runs it), so its accuracy is
+    the unpruned one."""
     K, R = int(K), int(R)
-    grid = {max(K // 2, 1), R, max(R // 2, 1), 1}
-    power = 1
-    while power < K:
-        grid.add(power)
-        power *= 2
+    grid = {R, max(R // 2, 1), 1}
+    r = K // 2
+    while r >= 1:
+        grid.add(r)
+        r //= 2
     return sorted((r for r in grid if r < K), reverse=True) or [K]
 
 
@@ -86,13 +89,19 @@ class PrunedOutputs:
         return self
 
     def project(self, y: torch.Tensor) -> torch.Tensor:
-        """(n, K, d..) -> (G n, K, d..)."""
-        shape = (1, -1, *([1] * (y.ndim - 2)))
-        mu = self.mean.view(shape)
-        z = torch.movedim(y - mu, 1, -1) @ self.directions  # coordinates in the principal basis (n, d.., K)
-        outs = [torch.movedim(z[..., :r] @ self.directions[:, :r].T, -1, 1) + mu for r in self.ranks]
-        outs += [y * mask.view(shape) for mask in self.masks]
-        return torch.cat(outs, dim=0)
+        """(n, K, d..) -> (G n, K, d..), each version written in place into one preallocated tensor (no
+        concatenation copy): the principal coordinates z = U^T (y - mu) once, then mu + U_r z_r for each r."""
+        n, K, rest = y.shape[0], y.shape[1], y.shape[2:]
+        flat = y.reshape(n, K, -1)  # (n, K, D): D positions
+        mu = self.mean.view(1, K, 1)
+        z = torch.matmul(self.directions.T, flat - mu)  # coordinates in the principal basis (n, K, D)
+        out = flat.new_empty((self.versions, n, K, flat.shape[2]))
+        for g, r in enumerate(self.ranks):
+            torch.matmul(self.directions[:, :r], z[:, :r], out=out[g])
+            out[g] += mu
+        for i, mask in enumerate(self.masks):
+            torch.mul(flat, mask.view(1, K, 1), out=out[len(self.ranks) + i])
+        return out.view(self.versions * n, K, *rest)
 
     def __call__(self, module, args, output):
         return self.project(output)

@@ -45,15 +45,19 @@ class StreamingCovariance:
         if a.ndim < 2 or a.shape[1] != self.K:
             raise ValueError(f"expected activations (n, {self.K}, ...), got shape {tuple(a.shape)}")
         device = _accumulator_device(a.device)
-        x = a.detach().movedim(1, -1).reshape(-1, self.K).to(device=device, dtype=torch.float64)
+        x = a.detach().reshape(a.shape[0], self.K, -1).to(device=device, dtype=torch.float64)  # (n, K, D), D positions
         if self._shift is None:
-            self._shift = x.mean(dim=0)
+            self._shift = x.mean(dim=(0, 2))
             self._sum = torch.zeros(self.K, dtype=torch.float64, device=device)
             self._outer = torch.zeros(self.K, self.K, dtype=torch.float64, device=device)
-        x = x - self._shift
-        self._sum += x.sum(dim=0)
-        self._outer += x.T @ x
-        self.count += x.shape[0]
+        x = x - self._shift.view(1, self.K, 1)
+        self._sum += x.sum(dim=(0, 2))
+        if x.shape[2] >= 256:  # many positions: per-sample products (n, K, D) @ (n, D, K), no transposed copy
+            self._outer += torch.matmul(x, x.transpose(1, 2)).sum(dim=0)
+        else:  # few positions: one (K, n D) @ (n D, K) product is faster than n small ones
+            flat = x.transpose(0, 1).reshape(self.K, -1)
+            self._outer += flat @ flat.T
+        self.count += x.shape[0] * x.shape[2]
 
     def mean(self) -> torch.Tensor:
         """(K,) mean vector, float64."""

@@ -25,7 +25,7 @@ import pandas as pd
 
 from .measure import DROP_THRESHOLD
 
-__all__ = ["rule_text", "design_verdicts", "verdict_sentences", "RHO_MIN"]
+__all__ = ["rule_text", "design_verdicts", "verdict_sentences", "RHO_MIN", "dataset_rule_text", "dataset_verdict"]
 
 #: Spearman correlation between K/R and the measured ratio K / r* above which the ratio "rises with K/R".
 RHO_MIN = 0.5
@@ -137,4 +137,115 @@ def verdict_sentences(table: pd.DataFrame, threshold: float = DROP_THRESHOLD, rh
                      f"(Spearman rho = {v['spearman rho']:.2f} over {_blocks(v['blocks'])})")
         parts = [claim] + ([low] if low else []) + [trend]
         out.append(f"**{v['design']}** ({nets}): " + "; ".join(parts) + ".")
+    return out
+
+
+# -- a dataset's verdict (the evidence page's row 5 and the introduction) -----------------------------------------
+
+#: Resamples, seed and level of the network bootstrap (seeded: a rebuilt page prints the same interval).
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+LEVEL = 0.95
+#: Fewest measured networks with a block of K/R > 1 for a dataset's verdict.
+MIN_NETWORKS = 3
+#: The dimension read against R and K.
+DIMENSION = "components 99%"
+
+
+def dataset_rule_text(threshold: float = DROP_THRESHOLD) -> str:
+    """The dataset-level rule, in words: the per-block rule of :func:`rule_text`, aggregated with its uncertainty."""
+    return (f"**On a dataset.** Over its measured networks, the *share* of blocks with $K/R > 1$ for which the claim "
+            f"holds (pruned to $R$ directions they lose less than {threshold:g} points), with a {round(100 * LEVEL)} % "
+            f"percentile bootstrap interval that resamples *networks* (the blocks of one network are not "
+            f"independent; {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}). The measurements **support** "
+            f"the claim when the whole interval lies above 1/2 (the claim holds in most such blocks), "
+            f"**contradict** it when the whole interval lies below 1/2, and are **inconclusive** otherwise or with "
+            f"fewer than {MIN_NETWORKS} networks that have a block with $K/R > 1$. Beside it, not part of the "
+            f"verdict: the Spearman correlation of each block's measured dimension (its 99 % components) with "
+            f"its $R$ and with its $K$, and their difference, with the same bootstrap.")
+
+
+def _percentile(values, resamples: int) -> tuple[float, float]:
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) < resamples / 2:  # most resamples without a value: no interval
+        return math.nan, math.nan
+    alpha = (1 - LEVEL) / 2
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
+
+
+def _resampled_networks(n: int, resamples: int, seed: int):
+    """(resamples, n) indices: each row one bootstrap resample of the n networks, with replacement."""
+    import numpy as np
+
+    return np.random.default_rng(seed).integers(0, n, (resamples, n))
+
+
+def _share_interval(table: pd.DataFrame, threshold: float, resamples: int, seed: int) -> tuple[float, float]:
+    """The share of K/R > 1 blocks that hold at R, over resamples of the networks that have such blocks."""
+    hi = table[table["K/R"] > 1].assign(holds=lambda t: t["drop at R"] < threshold)
+    per = hi.groupby("run_id", sort=True)["holds"].agg(["sum", "count"])
+    picks = _resampled_networks(len(per), resamples, seed)
+    held, blocks = per["sum"].to_numpy()[picks].sum(axis=1), per["count"].to_numpy()[picks].sum(axis=1)
+    return _percentile(held / blocks, resamples)
+
+
+def _rho_difference_interval(table: pd.DataFrame, resamples: int, seed: int) -> tuple[float, float]:
+    """Spearman(dimension, R) - Spearman(dimension, K) over all blocks, over resamples of the networks."""
+    import numpy as np
+    from scipy import stats
+
+    flat = table.reset_index(drop=True)
+    rows = [g.index.to_numpy() for _, g in flat.groupby("run_id", sort=True)]
+    dim, R, K = (flat[c].to_numpy(dtype=float) for c in (DIMENSION, "R", "K"))
+
+    def rho(x, y):
+        if np.ptp(x) == 0 or np.ptp(y) == 0:
+            return math.nan
+        return float(np.corrcoef(stats.rankdata(x), stats.rankdata(y))[0, 1])
+
+    values = []
+    for pick in _resampled_networks(len(rows), resamples, seed):
+        i = np.concatenate([rows[j] for j in pick])
+        values.append(rho(dim[i], R[i]) - rho(dim[i], K[i]))
+    return _percentile(values, resamples)
+
+
+def _share(t: pd.DataFrame, threshold: float) -> float:
+    hi = t[t["K/R"] > 1]
+    return float((hi["drop at R"] < threshold).mean()) if len(hi) else math.nan
+
+
+def dataset_verdict(table: pd.DataFrame, threshold: float = DROP_THRESHOLD, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> dict:
+    """One dataset's measured table (the rows of ``kr_lib.measured.cache.cached_table``, with ``run_id``) judged
+    by :func:`dataset_rule_text`: ``verdict`` (supports / contradicts / inconclusive), ``reason`` (why
+    inconclusive without an interval, else None), ``networks`` / ``networks K/R > 1``, ``blocks K/R > 1``,
+    ``hold at R``, ``share`` with ``share low`` / ``share high``, ``rho R`` / ``rho K`` (Spearman of the 99 %
+    components with R and with K over all blocks) with ``difference`` / ``difference low`` / ``difference high``,
+    and ``designs`` (:func:`design_verdicts`)."""
+    need = {"run_id", "design", "K", "R", "K/R", "drop at R", DIMENSION}
+    if missing := need - set(table.columns):
+        raise ValueError(f"the table lacks {sorted(missing)}: give the measured rows of one dataset")
+    groups = [g for _, g in table.groupby("run_id", sort=True)]
+    hi = table[table["K/R"] > 1]
+    out = {"networks": len(groups), "networks K/R > 1": int(hi["run_id"].nunique()), "blocks K/R > 1": len(hi),
+           "hold at R": int((hi["drop at R"] < threshold).sum()), "share": _share(table, threshold),
+           "share low": math.nan, "share high": math.nan, "rho R": _spearman(table[DIMENSION], table["R"]),
+           "rho K": _spearman(table[DIMENSION], table["K"]), "difference low": math.nan,
+           "difference high": math.nan, "threshold": threshold, "resamples": resamples,
+           "designs": design_verdicts(table, threshold) if len(table) else pd.DataFrame(), "reason": None}
+    out["difference"] = out["rho R"] - out["rho K"]
+    if len(groups) >= MIN_NETWORKS:
+        out["difference low"], out["difference high"] = _rho_difference_interval(table, resamples, seed)
+    if out["networks K/R > 1"] < MIN_NETWORKS:
+        out["reason"] = (f"{out['networks K/R > 1']} measured network(s) with a block of K/R > 1, fewer than "
+                         f"{MIN_NETWORKS}")
+        out["verdict"] = "inconclusive"
+        return out
+    out["share low"], out["share high"] = _share_interval(table, threshold, resamples, seed)
+    out["verdict"] = ("supports" if out["share low"] > 0.5 else "contradicts" if out["share high"] < 0.5
+                      else "inconclusive")
     return out

@@ -6,13 +6,12 @@ the evidence of each dataset's records as columns, computed by :mod:`kr_lib.runs
     not_run = not_run_commands(results_dir)   # dataset -> the commands that would give it records
 
 The claims are the four steps of the book's introduction, plus the measured redundancy of trained
-networks, read from ``kr_lib.measured.evidence(dataset, results_dir)`` when that module exists at build
-time (a ``Mapping`` with ``text`` and ``verdict``), else "not measured yet". Claims 1 and 2 are identities
+networks, read from the measurement cache by ``kr_lib.measured.evidence(dataset, results_dir)`` (a
+``Mapping`` with ``text`` and ``verdict``). Claims 1 and 2 are identities
 of the theory, checked on simulated data in their chapters; the ablation runs do not test them.
 """
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,23 +94,11 @@ def kr_evidence(records: list[Mapping]) -> dict:
 
 
 def measured_evidence(dataset: str, results_dir: os.PathLike) -> dict:
-    """Claim 5: ``kr_lib.measured.evidence(dataset, results_dir)`` when that module exists, else "not measured yet"."""
-    try:
-        module = importlib.import_module("kr_lib.measured")
-    except ModuleNotFoundError as err:
-        if err.name != "kr_lib.measured":
-            raise  # the module exists and is broken: say so, do not hide it
-        return {"verdict": None, "text": "not measured yet"}
-    function = getattr(module, "evidence", None)
-    if not callable(function):
-        try:  # the chapter's rule may live in its verdict module
-            function = getattr(importlib.import_module("kr_lib.measured.verdict"), "evidence", None)
-        except ModuleNotFoundError as err:
-            if err.name != "kr_lib.measured.verdict":
-                raise
-    if not callable(function):
-        return {"verdict": None, "text": "not measured yet"}  # the chapter has no evidence(dataset, results_dir) yet
-    out = function(dataset, results_dir)
+    """Claim 5: :func:`kr_lib.measured.findings.evidence` (the chapter's cached measurements, judged by its rule),
+    or "not measured yet on this dataset" when no record of it has saved weights."""
+    from ..measured.findings import evidence as measured
+
+    out = measured(dataset, results_dir)
     if not out:
         return {"verdict": None, "text": "not measured yet on this dataset"}
     return {"verdict": out.get("verdict"), "text": out.get("text", "")}
