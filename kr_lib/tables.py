@@ -14,6 +14,7 @@ import math
 from typing import Iterable
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 #: Compact cells: the book theme's tables have no padding and never wrap, so wide frames run off the column.
 _STYLES = [
@@ -38,6 +39,23 @@ def format_number(value, digits: int = 3) -> str:
     return str(value)
 
 
+class BookTable(Styler):
+    """A Styler that also renders as a Markdown table: the HTML build shows the styled table, while builders
+    that take no HTML (the PDF's LaTeX) take the Markdown instead of the Styler's ``repr`` text.
+    ``cell_text`` maps each column to the function that writes its cells (as the Styler formats them)."""
+
+    def __init__(self, data: pd.DataFrame, cell_text: dict | None = None, **kwargs):
+        super().__init__(data, **kwargs)
+        self.cell_text = cell_text or {}  # pandas' own copies pass data alone: str for every column
+
+    def _repr_markdown_(self) -> str:
+        def line(values) -> str:
+            return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+        rows = ([self.cell_text.get(c, str)(v) for c, v in zip(self.data.columns, row)] for row in self.data.itertuples(index=False))
+        return "\n".join([line(self.data.columns), line(["---"] * self.data.shape[1]), *map(line, rows)])
+
+
 def book_table(frame: pd.DataFrame, columns: Iterable[str] | None = None, digits: int = 3,
                percent: Iterable[str] = (), max_rows: int | None = None):
     """``frame`` (a DataFrame of any shape) as a Styler for a page: only ``columns`` (in that order; all by
@@ -53,4 +71,4 @@ def book_table(frame: pd.DataFrame, columns: Iterable[str] | None = None, digits
     percent = set(percent)
     formats = {c: (lambda v: "–" if pd.isna(v) else f"{v:.1%}") if c in percent else
                (lambda v, d=digits: format_number(v.item() if hasattr(v, "item") else v, d)) for c in columns}
-    return shown.style.format(formats).hide(axis="index").set_table_styles(_STYLES)
+    return BookTable(shown, formats).format(formats).hide(axis="index").set_table_styles(_STYLES)

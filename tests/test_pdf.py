@@ -55,3 +55,4 @@ def test_the_tiny_book_builds_as_a_pdf(tmp_path):
     log = pdf.with_suffix(".log").read_text(errors="replace")
     assert "Missing character" not in log, "a character the fonts lack (a blank in the PDF)"
     assert str(tmp_path) not in tex, "a path of the build machine in the PDF"
+    assert "Styler at 0x" not in tex, "a table printed as its Python repr (book_table's Markdown form is missing)"

@@ -22,3 +22,15 @@ def test_book_table_keeps_the_asked_columns_and_formats_them():
     assert "noise" not in html and "29146.000000" not in html
     with pytest.raises(KeyError, match="no column"):
         book_table(frame, ["nope"])
+
+
+def test_book_table_renders_as_markdown_where_no_html_is_taken():
+    """The PDF's LaTeX builder takes no HTML: without a Markdown form a table printed as the Styler's repr."""
+    import copy
+
+    frame = pd.DataFrame({"design": ["a|b", "separable"], "budget": [29146.0, 3.0], "share": [0.5, float("nan")]})
+    table = book_table(frame, percent=["share"])
+    assert table._repr_markdown_().splitlines() == [
+        "| design | budget | share |", "| --- | --- | --- |", "| a\\|b | 29,146 | 50.0% |", "| separable | 3 | – |"]
+    assert "29,146" in table.to_html() and "Styler" not in table._repr_markdown_()
+    assert copy.copy(table)._repr_markdown_().startswith("| design |")  # pandas' copies keep working
