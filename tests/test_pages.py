@@ -213,3 +213,16 @@ def test_the_book_drops_hidden_cells_that_show_nothing_and_the_injected_paramete
     doc2 += [cell(["parameters"]), cell(["injected-parameters"])]
     drop_empty_hidden_cells(None, doc2)
     assert len(doc2.children) == 2  # a shown parameters cell keeps its injected values beside it
+
+
+def test_run_code_text_lists_changed_files_as_code(monkeypatch):
+    """A changed file such as kr_lib/data/__init__.py must not lose its underscores to Markdown's bold."""
+    import kr_lib.runs.pages as pages
+
+    change = {"commit": "abc1234", "subject": "Data: read IDX in place", "files": ["kr_lib/data/__init__.py"]}
+    monkeypatch.setattr(pages, "code_changes", lambda commits, paths, root=None: [change])
+    records = _records()
+    for r, commit in zip(records, ("0" * 40, "1" * 40, "1" * 40)):
+        r["git_commit"] = commit
+    text = pages.run_code_text(records)
+    assert "- `abc1234` Data: read IDX in place (`kr_lib/data/__init__.py`)" in text

@@ -79,7 +79,9 @@ def run_code_text(records: Iterable[Mapping], root: os.PathLike | None = None) -
         parts = [f"The code that decides a run's numbers ({files}) did not change between the first and the last "
                  "of these commits (checked with git)."]
     else:
-        listing = "\n".join(f"- `{c['commit']}` {c['subject']} ({', '.join(c['files'])})" for c in changes)
+        # file names as code: Markdown would read kr_lib/data/__init__.py's underscores as bold
+        listing = "\n".join(f"- `{c['commit']}` {c['subject']} ({', '.join(f'`{f}`' for f in c['files'])})"
+                             for c in changes)
         parts = [f"The code that decides a run's numbers ({files}) changed in {len(changes)} commit(s) between the "
                  "first and the last of these commits (checked with git; read them to judge whether a number could "
                  f"have moved):\n\n{listing}\n"]
