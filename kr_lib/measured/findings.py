@@ -19,10 +19,11 @@ from .verdict import LEVEL, dataset_verdict
 
 LEVEL_TEXT = f"{round(100 * LEVEL)} %"
 
-__all__ = ["evidence", "evidence_text", "measured_datasets", "dataset_sentence", "intro_paragraph", "intro_text", "CHAPTER"]
+__all__ = ["evidence", "evidence_text", "measured_datasets", "dataset_sentence", "intro_paragraph", "intro_text"]
 
-#: The chapter, as a link from a page of ``book/`` (the introduction) or of ``notebooks/``.
-CHAPTER = {"book": "../notebooks/measured_redundancy.ipynb", "notebooks": "measured_redundancy.ipynb"}
+# The chapter, as a link from a page of book/ (the introduction) or of notebooks/ (kept off the API page,
+# whose file check reads a relative link as a missing file).
+_CHAPTER = {"book": "../notebooks/measured_redundancy.ipynb", "notebooks": "measured_redundancy.ipynb"}
 
 
 def measured_datasets(results_dir: str | os.PathLike, datasets=None) -> dict[str, tuple[pd.DataFrame, int]]:
@@ -141,9 +142,12 @@ def dataset_sentence(dataset: str, table: pd.DataFrame, have: int) -> str:
     return f"{head}, {body}; by design, " + "; ".join(parts) + "." + variance
 
 
-def intro_text(found: dict[str, tuple[pd.DataFrame, int]], link: str = CHAPTER["book"]) -> str:
+def intro_text(found: dict[str, tuple[pd.DataFrame, int]], link: str | None = None) -> str:
     """The introduction's paragraph from :func:`measured_datasets`' result: what was measured, on which networks
-    and data, the verdict of each dataset with its numbers, and where the claim holds, fails or cannot be told."""
+    and data, the verdict of each dataset with its numbers, and where the claim holds, fails or cannot be told.
+    ``link``: the chapter's address from the page that shows the paragraph (default: from a page of the book's
+    ``book`` folder, the introduction)."""
+    link = link or _CHAPTER["book"]
     from ..runs.pages import TITLES
     from .measure import DROP_THRESHOLD
 
