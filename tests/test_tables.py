@@ -34,3 +34,16 @@ def test_book_table_renders_as_markdown_where_no_html_is_taken():
         "| design | budget | share |", "| --- | --- | --- |", "| a\\|b | 29,146 | 50.0% |", "| separable | 3 | – |"]
     assert "29,146" in table.to_html() and "Styler" not in table._repr_markdown_()
     assert copy.copy(table)._repr_markdown_().startswith("| design |")  # pandas' copies keep working
+
+
+def test_pages_show_tables_through_book_table():
+    """A page's own ``frame.style`` has no Markdown form: the PDF printed it as ``<...Styler at 0x...>``."""
+    import json
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    styled = [f"{nb.name} cell {i}" for nb in sorted((root / "notebooks").glob("*.ipynb"))
+              for i, cell in enumerate(json.loads(nb.read_text())["cells"])
+              if cell["cell_type"] == "code" and re.search(r"(?<!plt)(?<!mpl)\.style\b(?!\s*=)", "".join(cell["source"]))]
+    assert not styled, f"use kr_lib.tables.book_table instead of DataFrame.style in: {styled}"
