@@ -24,6 +24,8 @@ import math
 import pandas as pd
 
 from .measure import DROP_THRESHOLD
+# the network bootstrap takes the project's one setting for its intervals (seeded: a rebuilt page prints the same one)
+from ..runs.findings import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, LEVEL
 
 __all__ = ["rule_text", "design_verdicts", "verdict_sentences", "RHO_MIN", "dataset_rule_text", "dataset_verdict"]
 
@@ -142,10 +144,6 @@ def verdict_sentences(table: pd.DataFrame, threshold: float = DROP_THRESHOLD, rh
 
 # -- a dataset's verdict (the evidence page's row 5 and the introduction) -----------------------------------------
 
-#: Resamples, seed and level of the network bootstrap (seeded: a rebuilt page prints the same interval).
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
-LEVEL = 0.95
 #: Fewest measured networks with a block of K/R > 1 for a dataset's verdict.
 MIN_NETWORKS = 3
 #: The dimension read against R and K.
@@ -195,21 +193,16 @@ def _share_interval(table: pd.DataFrame, threshold: float, resamples: int, seed:
 def _rho_difference_interval(table: pd.DataFrame, resamples: int, seed: int) -> tuple[float, float]:
     """Spearman(dimension, R) - Spearman(dimension, K) over all blocks, over resamples of the networks."""
     import numpy as np
-    from scipy import stats
 
     flat = table.reset_index(drop=True)
     rows = [g.index.to_numpy() for _, g in flat.groupby("run_id", sort=True)]
     dim, R, K = (flat[c].to_numpy(dtype=float) for c in (DIMENSION, "R", "K"))
 
-    def rho(x, y):
-        if np.ptp(x) == 0 or np.ptp(y) == 0:
-            return math.nan
-        return float(np.corrcoef(stats.rankdata(x), stats.rankdata(y))[0, 1])
-
     values = []
     for pick in _resampled_networks(len(rows), resamples, seed):
         i = np.concatenate([rows[j] for j in pick])
-        values.append(rho(dim[i], R[i]) - rho(dim[i], K[i]))
+        d = pd.Series(dim[i])
+        values.append(_spearman(d, pd.Series(R[i])) - _spearman(d, pd.Series(K[i])))
     return _percentile(values, resamples)
 
 
