@@ -12,7 +12,11 @@ Torch-Pruning's channel removal on):
   stacked inputs after the block), the covariance summed from a channels-last float64 copy;
 * ``now``: K halved down to 1 with R and R/2 (``pruning.rank_grid``: about log2 K ranks), the versions written
   into one preallocated tensor, ``batch_size / versions`` inputs per test batch (memory of one unpruned
-  batch), the covariance from the activations' own layout.
+  batch), the covariance from the activations' own layout, and the pruned passes on a copy of the network
+  with its BatchNorms folded into the convs, in the channels-last layout (``measure._pruning_copy``);
+* ``now, every core`` (wall clock only, on a machine with more than one core): ``now`` with torch's threads
+  set to every core of the machine, as ``kr measure`` runs by default. The target is judged on it: a user
+  measures with the whole CPU.
 
 Each candidate's peak resident memory is sampled during its timed calls (``kr_lib.perf.peak_memory``). The
 default network is the largest of the committed Fashion-MNIST ones (bottleneck, K/R = 4, R = 16); ``--record``
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -74,7 +79,7 @@ def first_update(self, a: torch.Tensor) -> None:
     self.count += x.shape[0]
 
 
-def first_accuracies(model, split, batch_size, device, hook_module=None, projection=None):
+def first_accuracies(model, split, batch_size, device, layout=None, hook_module=None, projection=None):
     G = projection.versions if projection is not None else 1
     correct = torch.zeros(G, dtype=torch.long, device=device)
     handle = hook_module.register_forward_hook(projection) if projection is not None else None
@@ -90,14 +95,27 @@ def first_accuracies(model, split, batch_size, device, hook_module=None, project
 
 @contextlib.contextmanager
 def as_first_built():
-    saved = (pruning.rank_grid, pruning.PrunedOutputs.project, spectrum.StreamingCovariance.update, measure._accuracies)
+    saved = (pruning.rank_grid, pruning.PrunedOutputs.project, spectrum.StreamingCovariance.update, measure._accuracies,
+             measure._pruning_copy)
     pruning.rank_grid, pruning.PrunedOutputs.project = first_rank_grid, first_project
     spectrum.StreamingCovariance.update, measure._accuracies = first_update, first_accuracies
+    measure._pruning_copy = lambda model, layout: model  # the pruned passes on the model itself, as trained
     try:
         yield
     finally:
         (pruning.rank_grid, pruning.PrunedOutputs.project, spectrum.StreamingCovariance.update,
-         measure._accuracies) = saved
+         measure._accuracies, measure._pruning_copy) = saved
+
+
+@contextlib.contextmanager
+def threads(n: int | None):
+    """torch's thread count set to ``n`` for the call (None: unchanged)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n or before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def main() -> None:
@@ -112,10 +130,14 @@ def main() -> None:
     if args.quick:
         params["test_limit"] = QUICK_TEST_LIMIT
     tables, peaks = {}, {"as first built": 0, "now": 0}
+    cores = os.cpu_count() or 1
+    if args.clock == "wall" and cores > 1 and torch.get_num_threads() < cores and device.type == "cpu":
+        peaks["now, every core"] = 0
 
     def run(name):
         def call():
-            with as_first_built() if name == "as first built" else contextlib.nullcontext():
+            with as_first_built() if name == "as first built" else contextlib.nullcontext(), \
+                    threads(cores if name == "now, every core" else None):
                 table, peak = perf.peak_memory(lambda: measure.measure_record(record, device=device, progress=False,
                                                                               **params), device=device)
             tables[name], peaks[name] = table, max(peaks[name], peak)
@@ -137,8 +159,13 @@ def main() -> None:
                "seconds per network now": perf.median(times["now"]),
                "seconds per network as first built": perf.median(times["as first built"]),
                "peak memory MB now": peaks["now"] / 2**20, "peak memory MB as first built": peaks["as first built"] / 2**20,
-               "same accuracy at R (both test r = R)": same_at_R, "clock": args.clock,
-               "target: under 30 s per Fashion-MNIST network on its full test set": perf.median(times["now"]) < 30}
+               "same accuracy at R (both test r = R)": same_at_R, "clock": args.clock}
+    best = "now, every core" if "now, every core" in times else "now"
+    if best != "now":
+        summary[f"seconds per network now, {cores} threads"] = perf.median(times[best])
+        summary["same accuracy at R on every core"] = all(
+            math.isclose(a, b, abs_tol=1e-4) for a, b in zip(tables[best]["accuracy at R"], now["accuracy at R"]))
+    summary[f"target: under 30 s per Fashion-MNIST network on its full test set ({best})"] = perf.median(times[best]) < 30
     rec = perf.make_record("measured", device, rows, quick=args.quick, command=command,
                            parameters={**params, "record": str(record.relative_to(_common.REPO_ROOT))
                                        if record.is_relative_to(_common.REPO_ROOT) else record.name,

@@ -137,6 +137,57 @@ def test_projection_onto_all_K_directions_keeps_the_logits(tiny_run, data):
     assert not torch.allclose(one, plain, atol=1e-3)
 
 
+@pytest.mark.parametrize("shape", [(6, 8, 5, 7), (3, 8, 2, 4, 5)])
+def test_channels_last_activations_give_the_same_covariance_and_projections(shape):
+    # the pruning test's passes run channels-last (measure._pruning_copy): the layout must not change a number
+    g = torch.Generator().manual_seed(1)
+    y = torch.randn(*shape, generator=g) * torch.linspace(0.1, 3, shape[1]).view(1, -1, *[1] * (len(shape) - 2))
+    fmt = torch.channels_last if len(shape) == 4 else torch.channels_last_3d
+    y_last = y.contiguous(memory_format=fmt)
+    plain, last = StreamingCovariance(shape[1]), StreamingCovariance(shape[1])
+    for part, part_last in zip(y.split(2), y_last.split(2)):
+        plain.update(part)
+        last.update(part_last)
+    assert plain.count == last.count == y.numel() // shape[1]
+    torch.testing.assert_close(last.covariance(), plain.covariance(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(last.mean(), plain.mean(), rtol=1e-12, atol=1e-12)
+    mu, U = principal_directions(plain.mean(), plain.covariance())
+    hook = PrunedOutputs(mu, U, [8, 3, 1], keep_channels=[[0, 5]])
+    a, b = hook.project(y), hook.project(y_last)
+    assert b.is_contiguous(memory_format=fmt) and a.shape == b.shape == (4 * shape[0], *shape[1:])
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a[:shape[0]], y, rtol=1e-4, atol=1e-4)  # r = K: the identity
+
+
+def test_the_pruning_copy_folds_batchnorm_keeps_paths_and_outputs_and_leaves_the_model(tiny_run, data):
+    from kr_lib.data.augment import prepare_batch
+    from kr_lib.measured.measure import _pruning_copy
+
+    model = tiny_run.model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = _pruning_copy(model, torch.channels_last)
+    bns = lambda m: [n for n, x in m.named_modules() if isinstance(x, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns(model) and not bns(fast)  # every BatchNorm of the tiny network follows a conv
+    block = model.stages[0][0]
+    path = next(n for n, m in model.named_modules() if m is block)
+    assert type(fast.get_submodule(path)) is type(block)
+    x = prepare_batch(data[1].x[:64], data[1].info)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), model(x), rtol=1e-4, atol=1e-4)
+    assert bns(model) and all(p.is_contiguous() for p in model.parameters())  # the model is untouched
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_pruning_gives_the_same_accuracies_in_either_layout(tiny_run, data):
+    fast = measure_redundancy(tiny_run.model, data, progress=False)
+    plain = measure_redundancy(tiny_run.model, data, progress=False, channels_last=False)
+    for a, b in zip(fast["pruned accuracy"], plain["pruned accuracy"]):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose(list(a.values()), list(b.values()), atol=2 / 256)  # a sample or two may flip
+    assert (fast["accuracy"] == plain["accuracy"]).all()  # the unpruned accuracy: the model as trained
+
+
 def test_pruning_at_r_equal_K_keeps_the_accuracy(tiny_run, data):
     table = measure_redundancy(tiny_run.model, data, ranks=[8], progress=False)  # block 0 has K = 8
     first = table.iloc[0]

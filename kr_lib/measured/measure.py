@@ -19,6 +19,7 @@ runs in float32 on the model's device (TF32 off on CUDA, no autocast); the sums 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 from pathlib import Path
@@ -73,12 +74,41 @@ def _float32(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _batches(split, batch_size: int, device: torch.device):
+def _layout(dim: int, channels_last: bool) -> torch.memory_format:
+    """The memory layout the measurement runs in: channels-last (``kr_lib.fastpath.channels_last_format``) when
+    asked and the data has one (2D, 3D), else contiguous. Inference only: on the CPU oneDNN's channels-last
+    forward pass gives the contiguous one's outputs up to rounding (``kr_lib.fastpath``) and is faster on the
+    book's networks (``benchmarks/bench_measured.py``); its *backward* pass is what is unsafe on AVX2 machines."""
+    from ..fastpath import channels_last_format
+
+    fmt = channels_last_format(dim) if channels_last else None
+    return fmt or torch.contiguous_format
+
+
+def _pruning_copy(model: torch.nn.Module, layout: torch.memory_format) -> torch.nn.Module:
+    """A copy of ``model`` for the pruning test's passes: every BatchNorm that follows a conv in an
+    ``nn.Sequential`` folded into it (``torch.nn.utils.fusion.fuse_conv_bn_eval``: the same affine map, one
+    pass over the activations fewer) and in ``layout``. Module paths are kept, so a block's hook goes on the
+    same path; the block outputs differ from the model's only by float rounding."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fast = copy.deepcopy(model).eval()
+    for seq in [m for m in fast.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, torch.nn.modules.conv._ConvNd) and isinstance(bn, torch.nn.modules.batchnorm._BatchNorm) \
+                    and bn.track_running_stats and bn.num_features == conv.out_channels:
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), torch.nn.Identity()
+    return fast.to(memory_format=layout)
+
+
+def _batches(split, batch_size: int, device: torch.device, layout=torch.contiguous_format):
     from ..data.augment import prepare_batch
     from ..train import _batches as split_batches
 
     for x, y in split_batches(split, batch_size, device, False, None, 0):  # in-memory splits stay where they are
-        yield prepare_batch(x.to(device, non_blocking=True), split.info, train=False), y.to(device, non_blocking=True)
+        x = prepare_batch(x.to(device, non_blocking=True), split.info, train=False)
+        yield x.contiguous(memory_format=layout), y.to(device, non_blocking=True)
 
 
 def _kernel_matrix(conv: torch.nn.Module) -> np.ndarray | None:
@@ -113,7 +143,7 @@ def _accumulate(model, blocks, split, batch_size, device, progress) -> tuple[lis
     return outputs, projections
 
 
-def _accuracies(model, split, batch_size, device, hook_module=None, projection=None) -> np.ndarray:
+def _accuracies(model, split, batch_size, device, layout, hook_module=None, projection=None) -> np.ndarray:
     """Test accuracy of each version of ``projection`` (a :class:`~kr_lib.measured.pruning.PrunedOutputs`) hooked
     after ``hook_module``, or unpruned (one value)."""
     G = projection.versions if projection is not None else 1
@@ -122,7 +152,7 @@ def _accuracies(model, split, batch_size, device, hook_module=None, projection=N
     try:
         # batch_size // G inputs per batch: what follows the block sees about batch_size stacked inputs, so
         # memory stays that of an unpruned batch whatever the number of versions
-        for x, y in _batches(split, max(1, batch_size // G), device):
+        for x, y in _batches(split, max(1, batch_size // G), device, layout):
             logits = model(x)
             if logits.shape[0] != G * len(y):
                 raise ValueError(f"the pruning test needs what follows a block to see only its output (a sequential "
@@ -145,9 +175,11 @@ def _pruned_dimension(drop: dict, K: int, threshold: float) -> int:
     return best
 
 
-def _pruning_test(model, b, out_acc, test, base, ranks, use_tp, example, batch_size, device, threshold) -> dict:
+def _pruning_test(model, fast, b, out_acc, test, base, ranks, use_tp, example, batch_size, device, layout,
+                  threshold) -> dict:
     """The pruning columns of block ``b``: its output projected to each r (and, with ``use_tp``, its channels
-    removed by magnitude down to min(R, K) and min(R/2, K)), all in one pass over ``test``."""
+    removed by magnitude down to min(R, K) and min(R/2, K)), all in one pass over ``test`` through ``fast``
+    (:func:`_pruning_copy` of ``model``; the channel order is ``model``'s)."""
     K = b.K
     r_R, r_R2, r_K2 = min(b.R, K), min(max(b.R // 2, 1), K), max(K // 2, 1)
     grid = ranks or pruning.rank_grid(K, b.R)
@@ -155,7 +187,7 @@ def _pruning_test(model, b, out_acc, test, base, ranks, use_tp, example, batch_s
     removal = [r for r in dict.fromkeys((r_R, r_R2)) if r < K] if use_tp else []
     mu, U = pruning.principal_directions(out_acc.mean(), out_acc.covariance())
     hook = pruning.PrunedOutputs(mu, U, grid, [order[:r] for r in removal]).to(device)
-    accs = [float(a) for a in _accuracies(model, test, batch_size, device, b.module, hook)]
+    accs = [float(a) for a in _accuracies(fast, test, batch_size, device, layout, fast.get_submodule(b.path), hook)]
     acc = dict(zip(grid, accs))
     removed = dict(zip(removal, accs[len(grid):]))
 
@@ -175,7 +207,7 @@ def _pruning_test(model, b, out_acc, test, base, ranks, use_tp, example, batch_s
 @torch.no_grad()
 def measure_redundancy(model: torch.nn.Module, data, *, ranks=None, batch_size: int = 256, device=None,
                        prune: bool = True, channel_removal: bool = True, threshold: float = DROP_THRESHOLD,
-                       progress: bool = True) -> pd.DataFrame:
+                       channels_last: bool = True, progress: bool = True) -> pd.DataFrame:
     """One row per block of ``model`` (the blocks ``kr_lib.redundancy.kr_report`` finds), columns :data:`COLUMNS`
     then the list columns ``eigenvalues`` (K,), ``projection eigenvalues`` (K,), ``kernel singular values``
     (min(K, R); empty when the closing conv is not pointwise), ``ranks`` and ``pruned accuracy`` (r -> accuracy).
@@ -184,6 +216,10 @@ def measure_redundancy(model: torch.nn.Module, data, *, ranks=None, batch_size: 
     first, the accuracies from the second (a single split with ``prune=False``). ``ranks``: the r of the
     pruning test (default :func:`~kr_lib.measured.pruning.rank_grid` of each block, r < K; an r larger than
     a block's K is an error). ``device``: where to run (default the model's; the model is moved there).
+    The pruning test's passes run on a copy of the model with its BatchNorms folded into their convs
+    (:func:`_pruning_copy`), in the channels-last layout (2D and 3D) unless ``channels_last=False``: the same
+    outputs up to float rounding, faster (:func:`_layout`, ``benchmarks/bench_measured.py``); the spectrum and
+    the unpruned accuracy come from ``model`` as it is.
 
     Columns: ``effective rank`` of the output (Roy & Vetterli on the singular values of the centred N x K
     activation matrix, i.e. on the square roots of the covariance eigenvalues); ``components 99%`` /
@@ -204,6 +240,7 @@ def measure_redundancy(model: torch.nn.Module, data, *, ranks=None, batch_size: 
     device = torch.device(device) if device is not None else _device_of(model)
     model = model.to(device).eval()
     info = fit.info
+    layout = _layout(info.dim, channels_last)
     example = torch.zeros(1, *info.input_shape, device=device)
     with torch.enable_grad():  # blocks are found on the autograd graph of one forward pass
         blocks = find_blocks(model, example)
@@ -215,8 +252,12 @@ def measure_redundancy(model: torch.nn.Module, data, *, ranks=None, batch_size: 
 
     rows = []
     with _float32(device):
+        # the spectrum (closing convs hooked before their BatchNorm) and the unpruned accuracy on the model as
+        # trained and recorded (the recorded accuracy, exactly); the pruned passes on a faster copy (BatchNorm
+        # folded, channels-last)
         outputs, projections = _accumulate(model, blocks, fit, batch_size, device, progress)
-        base = float(_accuracies(model, test, batch_size, device)[0]) if prune else math.nan
+        base = float(_accuracies(model, test, batch_size, device, torch.contiguous_format)[0]) if prune else math.nan
+        fast = _pruning_copy(model, layout) if prune else None
         for b, out_acc, proj_acc in zip(progress_bar(blocks, enabled=progress, desc="blocks", leave=False),
                                         outputs, projections):
             lam = spectrum.eigenvalues(out_acc.covariance())
@@ -236,8 +277,8 @@ def measure_redundancy(model: torch.nn.Module, data, *, ranks=None, batch_size: 
                    "closing conv": b.chain[-1].path, "eigenvalues": lam, "projection eigenvalues": lam_proj,
                    "kernel singular values": ksv}
             if prune:
-                row.update(_pruning_test(model, b, out_acc, test, base, ranks, use_tp, example, batch_size, device,
-                                         threshold))
+                row.update(_pruning_test(model, fast, b, out_acc, test, base, ranks, use_tp, example, batch_size,
+                                         device, layout, threshold))
             rows.append(row)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS + LIST_COLUMNS)
     for col in ("eigenvalues", "projection eigenvalues", "kernel singular values"):

@@ -90,8 +90,20 @@ class PrunedOutputs:
 
     def project(self, y: torch.Tensor) -> torch.Tensor:
         """(n, K, d..) -> (G n, K, d..), each version written in place into one preallocated tensor (no
-        concatenation copy): the principal coordinates z = U^T (y - mu) once, then mu + U_r z_r for each r."""
+        concatenation copy): the principal coordinates z = U^T (y - mu) once, then mu + U_r z_r for each r.
+        A channels-last ``y`` gives a channels-last result (the layout the next conv runs fastest in)."""
         n, K, rest = y.shape[0], y.shape[1], y.shape[2:]
+        if y.ndim in (4, 5) and not y.is_contiguous() and y.movedim(1, -1).is_contiguous():
+            flat = y.movedim(1, -1).reshape(n, -1, K)  # (n, D, K): a view of the channels-last layout
+            mu = self.mean.view(1, 1, K)
+            z = torch.matmul(flat - mu, self.directions)  # coordinates in the principal basis (n, D, K)
+            out = flat.new_empty((self.versions, n, flat.shape[1], K))
+            for g, r in enumerate(self.ranks):
+                torch.matmul(z[..., :r], self.directions[:, :r].T, out=out[g])
+                out[g] += mu
+            for i, mask in enumerate(self.masks):
+                torch.mul(flat, mask.view(1, 1, K), out=out[len(self.ranks) + i])
+            return out.view(self.versions * n, *rest, K).movedim(-1, 1)
         flat = y.reshape(n, K, -1)  # (n, K, D): D positions
         mu = self.mean.view(1, K, 1)
         z = torch.matmul(self.directions.T, flat - mu)  # coordinates in the principal basis (n, K, D)

@@ -45,11 +45,19 @@ class StreamingCovariance:
         if a.ndim < 2 or a.shape[1] != self.K:
             raise ValueError(f"expected activations (n, {self.K}, ...), got shape {tuple(a.shape)}")
         device = _accumulator_device(a.device)
+        if a.ndim in (4, 5) and not a.is_contiguous() and a.movedim(1, -1).is_contiguous():
+            # channels-last activations: the (N, K) matrix is a view; one (K, N) @ (N, K) product
+            x = a.detach().movedim(1, -1).reshape(-1, self.K).to(device=device, dtype=torch.float64)
+            if self._shift is None:
+                self._start(x.mean(dim=0), device)
+            x = x - self._shift
+            self._sum += x.sum(dim=0)
+            self._outer += x.T @ x
+            self.count += x.shape[0]
+            return
         x = a.detach().reshape(a.shape[0], self.K, -1).to(device=device, dtype=torch.float64)  # (n, K, D), D positions
         if self._shift is None:
-            self._shift = x.mean(dim=(0, 2))
-            self._sum = torch.zeros(self.K, dtype=torch.float64, device=device)
-            self._outer = torch.zeros(self.K, self.K, dtype=torch.float64, device=device)
+            self._start(x.mean(dim=(0, 2)), device)
         x = x - self._shift.view(1, self.K, 1)
         self._sum += x.sum(dim=(0, 2))
         if x.shape[2] >= 256:  # many positions: per-sample products (n, K, D) @ (n, D, K), no transposed copy
@@ -58,6 +66,11 @@ class StreamingCovariance:
             flat = x.transpose(0, 1).reshape(self.K, -1)
             self._outer += flat @ flat.T
         self.count += x.shape[0] * x.shape[2]
+
+    def _start(self, shift: torch.Tensor, device: torch.device) -> None:
+        self._shift = shift
+        self._sum = torch.zeros(self.K, dtype=torch.float64, device=device)
+        self._outer = torch.zeros(self.K, self.K, dtype=torch.float64, device=device)
 
     def mean(self) -> torch.Tensor:
         """(K,) mean vector, float64."""
