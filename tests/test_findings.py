@@ -21,7 +21,7 @@ from kr_lib.runs.downloads import csv_download_html, runs_csv_table  # noqa: E40
 from kr_lib.runs.evidence import CLAIMS, evidence, evidence_markdown, evidence_table, not_run_commands  # noqa: E402
 from kr_lib.runs.findings import (  # noqa: E402
     REGRESSION_FORMULA, budget_distance_table, budget_distances, design_sentences, design_verdicts, effects_display,
-    findings, kr_regression, noise_floor, noise_floor_text, paired_kr_effects, regression_sentence,
+    family_sentence, family_verdicts, findings, kr_regression, noise_floor, noise_floor_text, paired_kr_effects, regression_sentence,
     regression_span_effect, size_predictors, size_sentence, t_interval, verdict,
 )
 from kr_lib.runs.identity import run_id, scientific  # noqa: E402
@@ -182,6 +182,31 @@ def test_verdicts_on_records_built_to_support_contradict_and_be_inconclusive():
     assert design_verdicts(paired_kr_effects(records_table(tiny)), 0.0024)["verdict"].tolist() == ["inconclusive"]
 
 
+def test_bonferroni_check_widens_each_deciding_interval_to_the_family_level():
+    # two designs: each deciding interval at 1 - 0.05/2 = 97.5 %; bottleneck's effect is clear at 95 % and not at
+    # 97.5 % (differences -0.010, -0.0075, -0.005: t interval at 95 % -0.0137 to -0.0013, at 97.5 % -0.0165 to +0.0015)
+    records = (design_records("bottleneck", [0.900, 0.900, 0.900], [0.890, 0.8925, 0.895])
+               + design_records("resnext", [0.90, 0.91, 0.92], [0.85, 0.86, 0.87]))
+    effects = paired_kr_effects(records_table(records))
+    family = family_verdicts(effects, 0.0)
+    assert family["m"].tolist() == [2, 2] and family["level"].tolist() == pytest.approx([0.975, 0.975])
+    diffs = np.array([-0.010, -0.0075, -0.005])
+    half = stats.t.ppf(1 - 0.025 / 2, 2) * diffs.std(ddof=1) / math.sqrt(3)  # by hand
+    b = family.set_index("design").loc["bottleneck"]
+    assert b["low"] == pytest.approx(diffs.mean() - half) and b["high"] == pytest.approx(diffs.mean() + half)
+    assert b["high"] > 0 > effects.query("design == 'bottleneck'")["high"].iloc[0]  # wider than the 95 % one
+    assert (b["verdict"], b["family verdict"]) == ("supports", "inconclusive")
+    assert family.set_index("design").loc["resnext", "family verdict"] == "supports"
+    sentence = family_sentence(family)
+    assert "Bonferroni level 97.50 %" in sentence and "bottleneck (supports -> inconclusive)" in sentence
+    one = family_verdicts(paired_kr_effects(records_table(design_records("resnext", [0.9] * 3, [0.8] * 3))), 0.0)
+    assert one["level"].tolist() == [0.95] and "no correction applies" in family_sentence(one)
+    single_seed = family_verdicts(paired_kr_effects(records_table(design_records("resnext", [0.9], [0.8]))), 0.0)
+    assert single_seed["family verdict"].tolist() == ["inconclusive"]
+    assert "1 seed pair: an interval over seeds needs 2 or more" in family_sentence(
+        pd.concat([single_seed.assign(m=2, level=0.975), single_seed.assign(m=2, level=0.975, design="x")]))
+
+
 def test_noise_floor_from_runs_of_one_network():
     fixed = synthetic_record(0.8, design="bottleneck", kr_ratio="1", R=8, seed=0)
     twin = copy.deepcopy(fixed)
@@ -254,7 +279,7 @@ def test_evidence_on_synthetic_records(tmp_path, monkeypatch):
     by = {(c["claim"][:2], c["dataset"]): c for c in cells}
     assert len(cells) == len(CLAIMS) * 5
     kr = by[("4.", "fashion_mnist")]
-    assert kr["verdict"] == "supports" and kr["estimate"] < 0 and "designs: 2 supports" in kr["text"]
+    assert kr["verdict"] == "supports" and kr["estimate"] < 0 and "designs: 2 supports (2 supports with Bonferroni intervals over the 2)" in kr["text"]
     assert by[("4.", "cifar10")]["text"].startswith("not run here")
     assert by[("4.", "cifar10")]["command"] == "kr sweep sweeps/cifar10.yaml --preset paper --device cuda --download"
     assert by[("1.", "fashion_mnist")]["text"] == "not tested by the ablation runs"

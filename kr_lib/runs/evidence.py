@@ -19,8 +19,8 @@ from typing import Mapping
 
 import pandas as pd
 
-from .findings import (BOOTSTRAP_RESAMPLES, design_verdicts, kr_regression, noise_floor, paired_kr_effects,
-                       regression_span_effect, size_predictors, verdict)
+from .findings import (BOOTSTRAP_RESAMPLES, design_verdicts, family_verdicts, kr_regression, noise_floor,
+                       paired_kr_effects, regression_span_effect, size_predictors, verdict)
 from .pages import TITLES
 from .records import read_records, records_table
 from .presets import fill_commands  # not the runner: a page that runs nothing loads no papermill
@@ -79,8 +79,13 @@ def kr_evidence(records: list[Mapping]) -> dict:
     table = records_table(records)
     floor = noise_floor(records)["floor"]
     fit = kr_regression(table, min_kr=1)
-    designs = design_verdicts(paired_kr_effects(table), floor)
+    effects = paired_kr_effects(table)
+    designs = design_verdicts(effects, floor)
     tally = ", ".join(f"{n} {v}" for v, n in designs["verdict"].value_counts().sort_index().items()) or "none"
+    family = family_verdicts(effects, floor)
+    if len(family) > 1:  # the same verdicts with Bonferroni intervals over the designs (FAMILY_RULE)
+        tally += (f" ({', '.join(f'{n} {v}' for v, n in family['family verdict'].value_counts().sort_index().items())}"
+                  f" with Bonferroni intervals over the {len(family)})")
     if fit["coefficient"] is None:
         return {"verdict": "inconclusive", "n": fit["n"],
                 "text": f"regression cannot be computed ({fit['reason']}); designs: {tally}"}

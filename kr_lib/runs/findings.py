@@ -15,6 +15,7 @@ as: across all runs, the df predicts the test accuracy better than the naive cou
     size = size_predictors(records)           # df against the naive count: Spearman, bootstrap, two OLS fits
     verdict(low, high, floor["floor"])        # "supports", "contradicts" or "inconclusive" (VERDICT_RULE)
     design_sentences(effects, floor["floor"]) # one generated sentence per design
+    family_verdicts(effects, floor["floor"])  # the same verdicts with Bonferroni intervals over the designs
     budget_distances(table)                   # each budget run's relative distance from its budget
 
 Every function takes what :func:`~kr_lib.runs.records.records_table` or
@@ -113,7 +114,7 @@ def paired_kr_effects(table: pd.DataFrame, reference: str = "1", level: float = 
     ``reference``) of the runs with the same seed, their mean and t interval (:func:`t_interval`).
 
     One row per (design, K/R != reference): ``design, kr_fraction, kr_ratio, seeds`` (the paired seeds),
-    ``mean, low, high, n, method, reason``. Empty when there are no budget runs."""
+    ``differences`` (one a seed), ``mean, low, high, n, method, reason``. Empty when there are no budget runs."""
     runs = budget_runs(table)
     rows = []
     for design, sub in runs.groupby("design", sort=True):
@@ -127,9 +128,10 @@ def paired_kr_effects(table: pd.DataFrame, reference: str = "1", level: float = 
             stats = t_interval(diffs, level)
             if ref is None:
                 stats["reason"] = f"no run at K/R = {reference} to pair with"
-            rows.append({"design": design, "kr_fraction": kr, "kr_ratio": float(_kr(kr)), "seeds": seeds, **stats})
-    return pd.DataFrame(rows, columns=["design", "kr_fraction", "kr_ratio", "seeds", "mean", "low", "high", "n",
-                                       "method", "reason"])
+            rows.append({"design": design, "kr_fraction": kr, "kr_ratio": float(_kr(kr)), "seeds": seeds,
+                         "differences": [float(d) for d in diffs], **stats})
+    return pd.DataFrame(rows, columns=["design", "kr_fraction", "kr_ratio", "seeds", "differences", "mean", "low",
+                                       "high", "n", "method", "reason"])
 
 
 #: The regression of :func:`kr_regression` (patsy formula).
@@ -324,6 +326,49 @@ def design_verdicts(effects: pd.DataFrame, floor: float | None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["design", "kr_fraction", "verdict", "deciding", "effects"])
 
 
+FAMILY_RULE = (
+    "**Several designs, one question.** Each design's verdict is one pre-stated contrast at the 95 % level; with "
+    "$m$ designs judged, the chance that at least one interval misses its true effect is up to $m$ times 5 %. As "
+    "a check, each deciding effect is judged again by the same rule with its interval at the Bonferroni level "
+    "$1 - 0.05/m$ (t over seeds), which holds that chance at 5 % or less whatever the dependence between designs."
+)
+
+
+def family_verdicts(effects: pd.DataFrame, floor: float | None, level: float = LEVEL) -> pd.DataFrame:
+    """:data:`FAMILY_RULE`: per design with a deciding effect (:func:`design_verdicts`), its verdict at the
+    per-contrast ``level`` and again with the t interval of its paired differences at the Bonferroni level
+    ``1 - (1 - level) / m``, m the number of designs judged. Columns ``design, kr_fraction, m, level, mean,
+    low, high, verdict, family verdict, reason`` (why an interval is missing)."""
+    decided = [d for _, d in design_verdicts(effects, floor).iterrows() if d["deciding"] is not None]
+    m = len(decided)
+    rows = []
+    for d in decided:
+        adjusted = 1 - (1 - level) / m
+        stats = t_interval(d["deciding"]["differences"], adjusted)
+        rows.append({"design": d["design"], "kr_fraction": d["kr_fraction"], "m": m, "level": adjusted,
+                     "mean": stats["mean"], "low": stats["low"], "high": stats["high"], "verdict": d["verdict"],
+                     "family verdict": verdict(stats["low"], stats["high"], floor), "reason": stats["reason"]})
+    return pd.DataFrame(rows, columns=["design", "kr_fraction", "m", "level", "mean", "low", "high", "verdict",
+                                       "family verdict", "reason"])
+
+
+def family_sentence(family: pd.DataFrame) -> str:
+    """:func:`family_verdicts` in one sentence: which verdicts survive the Bonferroni check."""
+    if family.empty:
+        return "No design has a deciding effect: nothing to correct."
+    m, level = int(family["m"].iloc[0]), float(family["level"].iloc[0])
+    if m == 1:
+        return "One design judged: its 95 % interval is already the family's; no correction applies."
+    parts = [f"{r['design']} {r['family verdict']}" + (f" (no interval: {r['reason']})" if _missing(r["low"]) else
+             f" ({r['low']:+.4f} to {r['high']:+.4f})") for _, r in family.iterrows()]
+    changed = family[family["verdict"] != family["family verdict"]]
+    tail = ("every verdict is the same as at 95 %" if changed.empty else
+            "changed from the 95 % verdict: " + ", ".join(f"{r['design']} ({r['verdict']} -> {r['family verdict']})"
+                                                          for _, r in changed.iterrows()))
+    return (f"With the {m} designs' deciding intervals at the Bonferroni level {100 * level:.2f} %: "
+            f"{'; '.join(parts)}. {tail[0].upper() + tail[1:]}.")
+
+
 def _effect_phrase(row: Mapping) -> str:
     if _missing(row["low"]):
         why = f"interval cannot be computed: {row['reason'] or 'no pairs'}"
@@ -396,6 +441,7 @@ def findings(records: Iterable[Mapping]) -> dict:
     effects = paired_kr_effects(table)
     return {"table": table, "floor": floor, "effects": effects_with_verdicts(effects, floor["floor"]),
             "designs": design_verdicts(effects, floor["floor"]), "sentences": design_sentences(effects, floor["floor"]),
+            "family": family_verdicts(effects, floor["floor"]),
             "regression_all": kr_regression(table), "regression_above_1": kr_regression(table, min_kr=1),
             "size": size_predictors(records), "distances": budget_distances(table)}
 
