@@ -38,9 +38,10 @@ PRESETS = ("default", "tiny")
 MATHJAX_DIR = Path(".cache/mathjax/node_modules/mathjax/es5")
 #: Memory one page's kernel may take (torch, a tiny training, pandas, figures): bounds the workers.
 PAGE_MEMORY = 2 * 1024**3
-#: Markdown the build writes into the staged sources, never into the repository: the introduction's
-#: measured-redundancy verdict (``book/intro.md`` pulls it in with a MyST ``{include}``), generated from the
-#: measurement cache by :func:`kr_lib.measured.findings.intro_paragraph`.
+#: Markdown generated from the records: the introduction's measured-redundancy verdict (``book/intro.md`` pulls
+#: it in with a MyST ``{include}``), from the measurement cache by :func:`kr_lib.measured.findings.intro_paragraph`.
+#: ``kr book`` writes it afresh into the staged sources at every build; the checkout's copy (so that a plain
+#: ``jupyter-book build .`` finds it) is written by ``kr book --generated-only`` and a test keeps it current.
 GENERATED_SOURCES = ("book/measured_verdict.md",)
 #: ``repository.url`` of ``_config.yml`` until it is set to a fork (the README's "Your fork"): the repository
 #: button and every page's Binder button point there.

@@ -15,14 +15,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="pages executed side by side (default: as many as fit the cores and memory; "
                              "1: one after another)")
+    parser.add_argument("--generated-only", action="store_true",
+                        help="only write the generated Markdown (the introduction's measured verdict, "
+                             "book/measured_verdict.md) into the checkout from its records, and stop")
     add_project_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from ..book import build_book
+    from ..book import build_book, write_generated_sources
 
+    if args.generated_only:
+        root = find_project(args.project)
+        for rel in write_generated_sources(root, root):
+            print(f"kr book: wrote {rel} from {root.name}/results")
+        return 0
     started = time.perf_counter()
     index = build_book(args.output, preset=args.preset, force=args.force, root=find_project(args.project),
                        workers=args.workers)

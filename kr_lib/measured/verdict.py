@@ -20,6 +20,7 @@ Read on measurements (:func:`kr_lib.measured.measure_redundancy`), per block:
 from __future__ import annotations
 
 import math
+import warnings
 
 import pandas as pd
 
@@ -154,7 +155,7 @@ def dataset_rule_text(threshold: float = DROP_THRESHOLD) -> str:
     """The dataset-level rule, in words: the per-block rule of :func:`rule_text`, aggregated with its uncertainty."""
     return (f"**On a dataset.** Over its measured networks, the *share* of blocks with $K/R > 1$ for which the claim "
             f"holds (pruned to $R$ directions they lose less than {threshold:g} points), with a {round(100 * LEVEL)} % "
-            f"percentile bootstrap interval that resamples *networks* (the blocks of one network are not "
+            f"percentile bootstrap interval (scipy) that resamples *networks* (the blocks of one network are not "
             f"independent; {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}). The measurements **support** "
             f"the claim when the whole interval lies above 1/2 (the claim holds in most such blocks), "
             f"**contradict** it when the whole interval lies below 1/2, and are **inconclusive** otherwise or with "
@@ -163,31 +164,29 @@ def dataset_rule_text(threshold: float = DROP_THRESHOLD) -> str:
             f"its $R$ and with its $K$, and their difference, with the same bootstrap.")
 
 
-def _percentile(values, resamples: int) -> tuple[float, float]:
+def _network_interval(n: int, statistic, resamples: int, seed: int) -> tuple[float, float]:
+    """The percentile bootstrap interval (scipy.stats.bootstrap, seeded) of ``statistic(networks)`` -- a number
+    from an array of network indices, drawn from ``range(n)`` with replacement: the networks are resampled, not
+    the blocks (the blocks of one network are not independent). NaN, NaN when a resample has no value."""
     import numpy as np
+    from scipy import stats
 
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) < resamples / 2:  # most resamples without a value: no interval
-        return math.nan, math.nan
-    alpha = (1 - LEVEL) / 2
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1 - alpha))
-
-
-def _resampled_networks(n: int, resamples: int, seed: int):
-    """(resamples, n) indices: each row one bootstrap resample of the n networks, with replacement."""
-    import numpy as np
-
-    return np.random.default_rng(seed).integers(0, n, (resamples, n))
+    with warnings.catch_warnings():
+        # a resample whose blocks share one R (or K) has no rank correlation: NaN, reported as no interval
+        warnings.simplefilter("ignore", category=stats.ConstantInputWarning)
+        warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
+        boot = stats.bootstrap((np.arange(n),), statistic, vectorized=False, n_resamples=resamples,
+                               confidence_level=LEVEL, method="percentile", rng=seed)
+    low, high = boot.confidence_interval
+    return (math.nan, math.nan) if np.isnan(low) or np.isnan(high) else (float(low), float(high))
 
 
 def _share_interval(table: pd.DataFrame, threshold: float, resamples: int, seed: int) -> tuple[float, float]:
     """The share of K/R > 1 blocks that hold at R, over resamples of the networks that have such blocks."""
     hi = table[table["K/R"] > 1].assign(holds=lambda t: t["drop at R"] < threshold)
     per = hi.groupby("run_id", sort=True)["holds"].agg(["sum", "count"])
-    picks = _resampled_networks(len(per), resamples, seed)
-    held, blocks = per["sum"].to_numpy()[picks].sum(axis=1), per["count"].to_numpy()[picks].sum(axis=1)
-    return _percentile(held / blocks, resamples)
+    held, blocks = per["sum"].to_numpy(dtype=float), per["count"].to_numpy(dtype=float)
+    return _network_interval(len(per), lambda pick: held[pick].sum() / blocks[pick].sum(), resamples, seed)
 
 
 def _rho_difference_interval(table: pd.DataFrame, resamples: int, seed: int) -> tuple[float, float]:
@@ -198,12 +197,12 @@ def _rho_difference_interval(table: pd.DataFrame, resamples: int, seed: int) -> 
     rows = [g.index.to_numpy() for _, g in flat.groupby("run_id", sort=True)]
     dim, R, K = (flat[c].to_numpy(dtype=float) for c in (DIMENSION, "R", "K"))
 
-    values = []
-    for pick in _resampled_networks(len(rows), resamples, seed):
+    def difference(pick):
         i = np.concatenate([rows[j] for j in pick])
         d = pd.Series(dim[i])
-        values.append(_spearman(d, pd.Series(R[i])) - _spearman(d, pd.Series(K[i])))
-    return _percentile(values, resamples)
+        return _spearman(d, pd.Series(R[i])) - _spearman(d, pd.Series(K[i]))
+
+    return _network_interval(len(rows), difference, resamples, seed)
 
 
 def _share(t: pd.DataFrame, threshold: float) -> float:
