@@ -172,12 +172,28 @@ def _write_config(root: Path, src: Path) -> None:
         (src / "_config.yml").write_text(text)
 
 
-def _staged_seconds(path: Path) -> float:
-    """How long the staged page took when it was last executed (0 when unknown): the longest go first."""
+#: Per-page wall times at the book's parameters, measured by ``benchmarks/bench_binder.py``: the order of a
+#: first build, when no page has been executed here yet.
+MEASURED_PAGE_TIMES = "benchmarks/results/binder_cpu.json"
+
+
+def measured_page_seconds(root: Path) -> dict[str, float]:
+    """Page (as in ``_toc.yml``, ``.ipynb`` included) -> its wall seconds in :data:`MEASURED_PAGE_TIMES`; empty
+    when the record is missing or unreadable (the order then is that of ``book/executed_pages.yml``)."""
+    try:
+        rows = json.loads((root / MEASURED_PAGE_TIMES).read_text())["rows"]
+        return {r["page"]: float(r["wall_seconds"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _staged_seconds(path: Path, measured: float = 0.0) -> float:
+    """How long the staged page took when it was last executed, else ``measured`` (its time in
+    :data:`MEASURED_PAGE_TIMES`, 0 when unknown): the longest go first."""
     try:
         return float(json.loads(path.read_text())["metadata"]["kr_book"]["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0.0
+        return measured
 
 
 def execute_page(page: str, source: Path, target: Path, how: dict[str, Any], stamp: str, library_hash: str) -> float:
@@ -238,7 +254,9 @@ def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force
         return []
     workers = default_workers(len(todo), PAGE_MEMORY) if workers is None else positive_int(workers, "workers")
     workers = min(workers, len(todo))
-    todo.sort(key=lambda t: -_staged_seconds(t[2]))  # longest first: the last page to start is a short one
+    # longest first, so that the last page to start is a short one (a first build: by the measured times)
+    measured = measured_page_seconds(root)
+    todo.sort(key=lambda t: -_staged_seconds(t[2], measured.get(t[0], 0.0)))
     if workers == 1:
         for args in todo:
             try:

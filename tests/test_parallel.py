@@ -104,6 +104,30 @@ def test_pages_run_side_by_side_a_failed_page_is_named_and_the_cache_rules_hold(
         execute_pages(root, src, {"notebooks/bad.ipynb": how("bad")}, workers=1)
 
 
+def test_a_first_build_starts_with_the_page_the_binder_record_measured_longest(tmp_path, monkeypatch):
+    # no page executed here yet: the longest page by benchmarks/results/binder_cpu.json starts first (else a
+    # long page listed late would start last and the parallel build would wait for it alone)
+    import kr_lib.book
+
+    monkeypatch.setattr(kr_lib.book, "source_hash", lambda: "fixed")
+    order = []
+    monkeypatch.setattr(kr_lib.book, "execute_page", lambda page, *args: order.append(page))
+    root, src = tmp_path / "project", tmp_path / "src"
+    (root / "notebooks").mkdir(parents=True)
+    (root / "benchmarks/results").mkdir(parents=True)
+    for name in "abc":
+        _page(root / f"notebooks/{name}.ipynb", "pass")
+    pages = {f"notebooks/{n}.ipynb": {"source": f"notebooks/{n}.ipynb", "parameters": {}, "inputs": []} for n in "abc"}
+    execute_pages(root, src, pages, workers=1)
+    assert order == list(pages)  # no record: the order of executed_pages.yml
+    rows = [{"page": "notebooks/a.ipynb", "wall_seconds": 20.0}, {"page": "notebooks/c.ipynb", "wall_seconds": 700.0}]
+    (root / kr_lib.book.MEASURED_PAGE_TIMES).write_text(json.dumps({"rows": rows}))
+    assert kr_lib.book.measured_page_seconds(root) == {"notebooks/a.ipynb": 20.0, "notebooks/c.ipynb": 700.0}
+    order.clear()
+    execute_pages(root, src, pages, workers=1)
+    assert order == ["notebooks/c.ipynb", "notebooks/a.ipynb", "notebooks/b.ipynb"]
+
+
 # ----------------------------------------------------------------------------- sweeps with N workers
 
 SMALL = """
