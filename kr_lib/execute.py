@@ -51,6 +51,16 @@ def _kernel_environment(**variables: str):
                 os.environ[name] = value
 
 
+#: Starts of a kernel that dies before it answers (no cell has run): jupyter_client picks the kernel's TCP
+#: ports by binding and releasing them, so kernels started at the same moment (a parallel book build beside a
+#: sweep) can pick the same ones, and the second to bind dies. A new kernel picks new ports.
+KERNEL_START_ATTEMPTS = 3
+
+
+def _died_at_start(err: RuntimeError) -> bool:
+    return "Kernel died before replying to kernel_info" in str(err)
+
+
 def execute_notebook(
     source: str | os.PathLike,
     output: str | os.PathLike,
@@ -63,7 +73,8 @@ def execute_notebook(
     """Run ``source`` with ``parameters`` into ``output`` (written atomically) and return its path.
 
     A cell error raises papermill's ``PapermillExecutionError`` and leaves no output file behind;
-    the executed notebook with the failing cell is kept beside it as ``<output>.failed.ipynb``.
+    the executed notebook with the failing cell is kept beside it as ``<output>.failed.ipynb``. A kernel that
+    dies before it starts is started again (:data:`KERNEL_START_ATTEMPTS` in all).
     """
     import papermill
 
@@ -73,14 +84,22 @@ def execute_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.stem + ".partial.ipynb")
     try:
-        with _kernel_environment(TQDM_DISABLE="1"):
-            papermill.execute_notebook(
-                str(source), str(partial), parameters=parameters, kernel_name=KERNEL_NAME,
-                cwd=str(cwd) if cwd else None, execution_timeout=cell_timeout, progress_bar=progress,
-                # the kernel's own log (its transport warning; on Ctrl-C, its reply to a closed socket) is
-                # not the run's output: cell errors reach us through papermill
-                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
-            )
+        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
+            try:
+                with _kernel_environment(TQDM_DISABLE="1"):
+                    papermill.execute_notebook(
+                        str(source), str(partial), parameters=parameters, kernel_name=KERNEL_NAME,
+                        cwd=str(cwd) if cwd else None, execution_timeout=cell_timeout, progress_bar=progress,
+                        # the kernel's own log (its transport warning; on Ctrl-C, its reply to a closed socket)
+                        # is not the run's output: cell errors reach us through papermill
+                        extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+                    )
+                break
+            except RuntimeError as err:
+                if not _died_at_start(err) or attempt == KERNEL_START_ATTEMPTS:
+                    raise
+                print(f"{Path(source).name}: the kernel died before it started (attempt {attempt} of "
+                      f"{KERNEL_START_ATTEMPTS}); starting a new one", flush=True)
     except BaseException:
         if partial.exists():
             os.replace(partial, output.with_name(output.stem + ".failed.ipynb"))

@@ -76,3 +76,45 @@ def test_progress_bars_are_off_in_executed_notebooks(monkeypatch, capsys):
     list(progress_bar(range(3), desc="off by caller", enabled=False))
     err = capsys.readouterr().err
     assert "shown" in err and "hidden" not in err and "off by caller" not in err
+
+
+def test_a_kernel_that_dies_before_it_starts_is_started_again_and_other_errors_are_not(tmp_path, monkeypatch, capsys):
+    # two kernels started at once can pick the same TCP ports; the one that loses dies before kernel_info
+    import papermill
+
+    from kr_lib import execute
+
+    source = ROOT / "notebooks" / "fashion_mnist_data.ipynb"
+    calls = []
+
+    def flaky(src, out, **kwargs):
+        calls.append(out)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
+    out = execute.execute_notebook(source, tmp_path / "out.ipynb", progress=False)
+    assert out.read_text() == "{}" and len(calls) == 2
+    assert "the kernel died before it started (attempt 1 of 3)" in capsys.readouterr().out
+
+    def always(src, out, **kwargs):
+        calls.append(out)
+        Path(out).write_text("{}")
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", always)
+    with pytest.raises(RuntimeError, match="Kernel died"):
+        execute.execute_notebook(source, tmp_path / "again.ipynb", progress=False)
+    assert len(calls) == execute.KERNEL_START_ATTEMPTS and (tmp_path / "again.failed.ipynb").is_file()
+
+    def other(src, out, **kwargs):
+        calls.append(out)
+        raise RuntimeError("Kernel didn't respond in 60 seconds")
+
+    calls.clear()
+    monkeypatch.setattr(papermill, "execute_notebook", other)
+    with pytest.raises(RuntimeError, match="didn't respond"):
+        execute.execute_notebook(source, tmp_path / "other.ipynb", progress=False)
+    assert len(calls) == 1  # not a start that died: not retried
