@@ -184,6 +184,19 @@ def test_the_dataset_verdict_supports_contradicts_or_cannot_tell():
     assert not np.isnan(dataset_verdict(supports)["rho K"])
 
 
+def test_the_share_interval_resamples_networks_not_blocks():
+    # 10 networks, half of them holding at R in all 10 of their K/R > 1 blocks and half in none: 100 blocks,
+    # share 1/2. Resampling blocks would give an interval of about +-0.1; resampling the 10 networks, of about
+    # +-0.3 (a binomial share of 10 draws), so that the networks, not the blocks, are the sample size.
+    from kr_lib.measured.verdict import dataset_verdict
+
+    table = _synthetic([[0.1] * 10] * 5 + [[3.0] * 10] * 5)
+    v = dataset_verdict(table)
+    assert v["share"] == 0.5 and v["blocks K/R > 1"] == 100
+    assert v["share low"] < 0.3 and v["share high"] > 0.7 and v["verdict"] == "inconclusive"
+    assert dataset_verdict(table)["share low"] == v["share low"]  # seeded: the same interval at every build
+
+
 def test_evidence_of_an_empty_dataset_and_of_networks_not_yet_measured(results, tmp_path):
     from kr_lib.measured.findings import evidence
     from kr_lib.runs.evidence import measured_evidence
@@ -243,6 +256,17 @@ def test_the_intro_paragraph_comes_from_the_measurements_and_the_intro_renders_i
     html = publish_string(intro.read_text(), source_path=str(intro), parser=Parser(), writer_name="html5",
                           settings_overrides={"report_level": 5, "halt_level": 5}).decode()
     assert "<strong>Measured redundancy.</strong>" in html and "On Fashion-MNIST (1 network, 1 design" in html
+
+
+def test_the_checkouts_measured_verdict_is_the_records_own():
+    # a plain `jupyter-book build .` reads the committed copy; it must say what the committed cache says
+    from kr_lib.book import GENERATED_SOURCES
+    from kr_lib.measured.findings import intro_paragraph
+    from kr_lib.runs.records import REPO_ROOT
+
+    committed = (REPO_ROOT / GENERATED_SOURCES[0]).read_text()
+    assert committed == intro_paragraph(REPO_ROOT / "results") + "\n", (
+        f"{GENERATED_SOURCES[0]} is not the paragraph of the committed measurements: run `kr book --generated-only`")
 
 
 def test_the_benchmarks_baseline_measures_the_same_network_alike_and_is_undone(tiny_run):
