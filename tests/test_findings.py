@@ -90,6 +90,18 @@ def test_one_seed_says_the_interval_cannot_be_computed():
     assert fit["coefficient"] is None and "rank-deficient" in fit["reason"]
 
 
+def test_identical_seed_differences_give_no_interval_and_no_verdict():
+    # seen on Moving Fashion-MNIST: two seeds of r2plus1d both lost exactly 9 of 2,000 test images from K/R = 1
+    # to 4; their standard deviation, 0, estimates no spread, and an interval of width 0 would "support"
+    out = t_interval([-0.0045, -0.0045])
+    assert out["low"] is None and out["mean"] == -0.0045
+    assert out["reason"] == "the 2 values are identical: their spread over seeds cannot be estimated"
+    effects = paired_kr_effects(records_table(design_records("bottleneck", [0.8175, 0.8045], [0.8130, 0.8000])))
+    assert design_verdicts(effects, None)["verdict"].tolist() == ["inconclusive"]
+    assert "cannot be computed: the 2 values are identical" in design_sentences(effects, None)[0]
+    assert t_interval([0.01, 0.01 + 1e-9])["low"] is not None  # a real, if small, spread is an estimate
+
+
 def test_paired_effects_pair_by_seed():
     ref, at4 = [0.90, 0.91, 0.92], [0.87, 0.89, 0.88]
     records = design_records("resnext", ref, at4)
@@ -166,15 +178,16 @@ def test_verdict_rule_with_noise_floor():
 
 
 def test_verdicts_on_records_built_to_support_contradict_and_be_inconclusive():
-    records = (design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.86, 0.87])      # falls: supports
-               + design_records("resnext", [0.85, 0.86, 0.87], [0.90, 0.91, 0.92])       # rises: contradicts
+    records = (design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.865, 0.87])     # falls: supports
+               + design_records("resnext", [0.85, 0.86, 0.87], [0.90, 0.915, 0.92])      # rises: contradicts
                + design_records("separable", [0.90, 0.91, 0.92], [0.92, 0.89, 0.91]))    # mixed: inconclusive
     effects = paired_kr_effects(records_table(records))
     verdicts = dict(design_verdicts(effects, 0.0024)[["design", "verdict"]].values)
     assert verdicts == {"bottleneck": "supports", "resnext": "contradicts", "separable": "inconclusive"}
     sentences = design_sentences(effects, 0.0024)
     assert sentences[0].startswith("**bottleneck** supports the paper's prediction (decided at K/R = 4)")
-    assert "-0.0500 (95 % interval -0.0500 to -0.0500, 3 seed pairs)" in sentences[0]
+    # differences -0.050, -0.045, -0.050: mean -0.0483, t(0.975, 2) 4.303 x sd 0.00289 / sqrt 3 = 0.0072
+    assert "-0.0483 (95 % interval -0.0555 to -0.0412, 3 seed pairs)" in sentences[0]
     assert sentences[1].startswith("**resnext** contradicts")
     assert sentences[2].startswith("**separable** is inconclusive")
     # the same effects below the noise floor are inconclusive
@@ -186,7 +199,7 @@ def test_bonferroni_check_widens_each_deciding_interval_to_the_family_level():
     # two designs: each deciding interval at 1 - 0.05/2 = 97.5 %; bottleneck's effect is clear at 95 % and not at
     # 97.5 % (differences -0.010, -0.0075, -0.005: t interval at 95 % -0.0137 to -0.0013, at 97.5 % -0.0165 to +0.0015)
     records = (design_records("bottleneck", [0.900, 0.900, 0.900], [0.890, 0.8925, 0.895])
-               + design_records("resnext", [0.90, 0.91, 0.92], [0.85, 0.86, 0.87]))
+               + design_records("resnext", [0.90, 0.91, 0.92], [0.85, 0.865, 0.87]))
     effects = paired_kr_effects(records_table(records))
     family = family_verdicts(effects, 0.0)
     assert family["m"].tolist() == [2, 2] and family["level"].tolist() == pytest.approx([0.975, 0.975])
@@ -271,7 +284,7 @@ def test_runs_csv_has_every_parameter_and_metric_and_no_folder():
 # -- the summary page ----------------------------------------------------------------------------------------
 
 def test_evidence_on_synthetic_records(tmp_path, monkeypatch):
-    records = (design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.86, 0.87])
+    records = (design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.865, 0.87])
                + design_records("resnext", [0.90, 0.91, 0.92], [0.86, 0.87, 0.87]))
     for r in records:  # under the id their parameters give: a record whose id does not match them is corrupt
         write_record({**r, "run_id": run_id(scientific(r["parameters"]))}, tmp_path)
@@ -303,7 +316,7 @@ def measured_row(cells):
 
 
 def test_findings_bundle_on_synthetic_records():
-    records = design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.86, 0.87])
+    records = design_records("bottleneck", [0.90, 0.91, 0.92], [0.85, 0.865, 0.87])
     found = findings(records)
     assert set(found) >= {"effects", "floor", "sentences", "regression_all", "regression_above_1", "size", "distances"}
     assert found["effects"]["verdict"].tolist() == ["supports"] and len(found["sentences"]) == 1

@@ -94,7 +94,7 @@ def budget_runs(table: pd.DataFrame) -> pd.DataFrame:
 def t_interval(values: Iterable[float], level: float = LEVEL) -> dict:
     """Mean of ``values`` with its Student-t interval over them (statsmodels ``DescrStatsW.tconfint_mean``):
     ``{"mean", "low", "high", "n", "method", "reason"}``; ``low``/``high`` are None, and ``reason`` says why,
-    when there are fewer than two values."""
+    when there are fewer than two values or when they are all equal (no estimate of their spread)."""
     from statsmodels.stats.weightstats import DescrStatsW
 
     values = np.asarray(list(values), dtype=float)
@@ -103,6 +103,11 @@ def t_interval(values: Iterable[float], level: float = LEVEL) -> dict:
     if len(values) < 2:
         pairs = f"{len(values)} seed pair{'' if len(values) == 1 else 's'}"
         out["reason"] = f"{pairs}: an interval over seeds needs 2 or more"
+        return out
+    if np.ptp(values) <= 1e-12 * max(1.0, float(np.abs(values).max())):
+        # identical values (two seeds can differ by the same count of test images): a standard deviation of 0
+        # is not an estimate of the spread, and its interval of width 0 would decide any rule
+        out["reason"] = f"the {len(values)} values are identical: their spread over seeds cannot be estimated"
         return out
     low, high = DescrStatsW(values).tconfint_mean(alpha=1 - level)
     out.update(low=float(low), high=float(high))
