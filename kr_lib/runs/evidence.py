@@ -72,6 +72,11 @@ def df_evidence(records: list[Mapping], resamples: int = BOOTSTRAP_RESAMPLES) ->
                     f"{size['n']} runs: **{v}**"}
 
 
+def _tally(verdicts: pd.Series) -> str:
+    """"2 inconclusive, 3 supports": how many of each verdict, in alphabetical order."""
+    return ", ".join(f"{n} {v}" for v, n in verdicts.value_counts().sort_index().items())
+
+
 def kr_evidence(records: list[Mapping]) -> dict:
     """Claim 4 on one dataset's records: the log2(K/R) coefficient over the budget runs with K/R >= 1, judged
     by :data:`~kr_lib.runs.findings.VERDICT_RULE` on the change it predicts from K/R = 1 to the largest K/R
@@ -81,11 +86,10 @@ def kr_evidence(records: list[Mapping]) -> dict:
     fit = kr_regression(table, min_kr=1)
     effects = paired_kr_effects(table)
     designs = design_verdicts(effects, floor)
-    tally = ", ".join(f"{n} {v}" for v, n in designs["verdict"].value_counts().sort_index().items()) or "none"
+    tally = _tally(designs["verdict"]) or "none"
     family = family_verdicts(effects, floor)
     if len(family) > 1:  # the same verdicts with Bonferroni intervals over the designs (FAMILY_RULE)
-        tally += (f" ({', '.join(f'{n} {v}' for v, n in family['family verdict'].value_counts().sort_index().items())}"
-                  f" with Bonferroni intervals over the {len(family)})")
+        tally += f" ({_tally(family['family verdict'])} with Bonferroni intervals over the {len(family)})"
     if fit["coefficient"] is None:
         return {"verdict": "inconclusive", "n": fit["n"],
                 "text": f"regression cannot be computed ({fit['reason']}); designs: {tally}"}
