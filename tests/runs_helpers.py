@@ -51,3 +51,12 @@ def fake_notebook(path) -> None:
                                   metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     nbformat.write(nb, str(path))
+
+
+def ctrl_c_ready() -> None:
+    """``preexec_fn`` of a command a test interrupts with SIGINT: the default Ctrl-C disposition in the child.
+    A shell that starts the suite as a background job (``cmd &`` without job control) leaves SIGINT ignored in
+    everything it starts, Python keeps an inherited "ignored", and the test's SIGINT would then do nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runs_helpers import synthetic_record  # noqa: E402
+from runs_helpers import ctrl_c_ready, synthetic_record  # noqa: E402
 
 from kr_lib.cli import main as kr_main
 from kr_lib.data import get_dataset
@@ -371,7 +371,8 @@ def test_ctrl_c_prints_one_line_and_records_nothing_as_failed(tmp_path, command)
         sweep = sweep_file(tmp_path, f"dataset: fashion_mnist\nparameters: {json.dumps(shared)}\n{grid}")
         cmd = ["sweep", str(sweep), "--device", "cpu", "--threads", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "kr_lib.cli", *cmd, "--output-dir", str(out)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=ctrl_c_ready)
     rid = check_parameters(params).run_id
     checkpoints = out / "fashion_mnist" / ".checkpoints" / rid
     deadline = time.time() + 240

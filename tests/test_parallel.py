@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from runs_helpers import fake_notebook  # noqa: E402
+from runs_helpers import ctrl_c_ready, fake_notebook  # noqa: E402
 
 from kr_lib import parallel
 from kr_lib.book import PageFailed, execute_pages
@@ -264,7 +264,8 @@ def test_ctrl_c_of_a_two_worker_sweep_keeps_what_finished_and_resumes_without_du
     cmd = [sys.executable, "-m", "kr_lib.cli", "sweep", str(sweep), "--output-dir", str(out), "--device", "cpu",
            "--workers", "2", "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, as a terminal's foreground job
+                            start_new_session=True,  # its own process group, as a terminal's foreground job
+                            preexec_fn=ctrl_c_ready)
     folder = out / "fashion_mnist"
     deadline = time.time() + 300
     while time.time() < deadline and not (len(list(folder.glob("*.json"))) >= recorded and list(folder.glob("*.lock"))):
