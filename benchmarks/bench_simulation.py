@@ -48,6 +48,7 @@ def gradient_workload(device, reps: int, n: int, epochs: int):
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(reps, n, g.in_channels, *g.spatial, generator=gen)
     Xp = patches(X.flatten(0, 1), g).reshape(reps, n, g.in_channels * g.kernel_numel, -1).to(device)
+    Xp = Xp.transpose(1, 2).contiguous()  # (reps, D, n, M), samples on dimension 2: as run_sample_complexity keeps them
     y = torch.randn(reps, n, generator=gen).to(device)
     S = pooling_matrix(g, device=device)
     torch.manual_seed(0)
@@ -58,13 +59,13 @@ def gradient_workload(device, reps: int, n: int, epochs: int):
     kw = dict(lr=3e-3, batch_size=64, max_epochs=epochs, patience=10 ** 6, min_steps=10 ** 9)
 
     def predict(p, xp):
-        return network_output("dense", "relu", p, g, xp, S).squeeze(-1)
+        return network_output("dense", "relu", p, g, xp.transpose(1, 2), S).squeeze(-1)
 
     def fit(params, lo, hi):
-        train = (Xp[lo:hi, :split], y[lo:hi, :split])
-        val = (Xp[lo:hi, split:], y[lo:hi, split:])
+        train = (Xp[lo:hi, :, :split], y[lo:hi, :split])
+        val = (Xp[lo:hi, :, split:], y[lo:hi, split:])
         return fit_gradient(predict, {k: v[lo:hi].clone() for k, v in params.items()}, train, val,
-                            generator=torch.Generator().manual_seed(1), **kw)
+                            generator=torch.Generator().manual_seed(1), sample_dim=2, **kw)
 
     return (lambda: fit(start, 0, reps)), (lambda: [fit(start, r, r + 1) for r in range(reps)])
 

@@ -12,8 +12,8 @@ from kr_lib.complexity import jacobian_dof
 from kr_lib.formulation import TensorRegression
 from kr_lib.simulation import (
     CNNGeometry, SimulationConfig, build_cnn, cp_als, degrees_of_freedom, loglog_slopes, n_to_reach,
-    network_output, normal_equations, patches, pooling_matrix, reference_constant, run_sample_complexity,
-    summarized_tensor, summarize, tucker_als,
+    fit_gradient, network_output, normal_equations, patches, pooling_matrix, reference_constant,
+    run_sample_complexity, summarized_tensor, summarize, tucker_als,
 )
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,6 +48,48 @@ def test_network_output_and_summarized_tensor_match_the_module(geometry, family)
     torch.testing.assert_close(W, reg.weight)
     Z = patches(X, geometry) @ S
     torch.testing.assert_close(Z.reshape(reg.design(X).shape), reg.design(X))
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=["2d", "3d"])
+def test_network_output_reads_the_patches_in_either_memory_layout(geometry):
+    """A stack of 3 ReLU networks on patches kept as (b, n, D, M) and on the same patches kept as (b, D, n, M) (the
+    transposed view run_sample_complexity passes): the same outputs, each network's equal to its module's."""
+    torch.manual_seed(0)
+    models = [build_cnn(geometry, "tucker", 5, R_in=2, R=3, activation="relu").double() for _ in range(3)]
+    stacked = {k: torch.stack([dict(m.named_parameters())[k] for m in models]) for k in dict(models[0].named_parameters())}
+    X = torch.randn(3, 7, geometry.in_channels, *geometry.spatial, dtype=torch.float64)
+    S = pooling_matrix(geometry, dtype=torch.float64)
+    P = torch.stack([patches(x, geometry) for x in X])  # (3, 7, D, M)
+    transposed = P.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not transposed.is_contiguous() and torch.equal(transposed, P)
+    out = network_output("tucker", "relu", stacked, geometry, P, S)
+    torch.testing.assert_close(network_output("tucker", "relu", stacked, geometry, transposed, S), out)
+    for i, model in enumerate(models):
+        torch.testing.assert_close(out[i], model(X[i]))
+
+
+def test_fit_gradient_draws_minibatches_along_the_sample_dimension():
+    """The same students trained on patches with the samples on dimension 1 and on dimension 2 (``sample_dim``):
+    the same minibatches, so the same weights and best epochs."""
+    g = SMALL
+    torch.manual_seed(0)
+    models = [build_cnn(g, "dense", 4, activation="relu") for _ in range(2)]
+    start = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in models]) for k in dict(models[0].named_parameters())}
+    S = pooling_matrix(g)
+    P = torch.stack([patches(torch.randn(40, g.in_channels, *g.spatial), g) for _ in range(2)])  # (2, 40, D, M)
+    y = torch.randn(2, 40)
+    fits = []
+    for dim, inputs, view in ((1, P, lambda x: x), (2, P.transpose(1, 2).contiguous(), lambda x: x.transpose(1, 2))):
+        def predict(p, x, view=view):
+            return network_output("dense", "relu", p, g, view(x), S).squeeze(-1)
+        train, val = (inputs.narrow(dim, 0, 30), y[:, :30]), (inputs.narrow(dim, 30, 10), y[:, 30:])
+        fits.append(fit_gradient(predict, {k: v.clone() for k, v in start.items()}, train, val, batch_size=8,
+                                 max_epochs=5, min_steps=1, generator=torch.Generator().manual_seed(1), sample_dim=dim))
+    (w1, e1), (w2, e2) = fits
+    assert torch.equal(e1, e2)
+    for k in w1:
+        torch.testing.assert_close(w1[k], w2[k])
+    assert not torch.equal(w1["head.weight"], start["head.weight"])  # it trained
 
 
 def test_stacked_weights_keep_their_leading_dimension():

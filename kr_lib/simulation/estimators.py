@@ -4,7 +4,7 @@
   (linear networks), min_W sum_i (y_i - <Z_i, W>)^2 over Tucker (or CP) tensors of given ranks, by
   alternating least squares from a spectral start, on the sufficient statistics Z^T Z, Z^T y
   (``normal_equations``), so the cost of a sweep does not grow with n;
-- ``fit_gradient``: gradient training (Adam, full batch) of a network's weights with early stopping on a
+- ``fit_gradient``: gradient training (Adam on minibatches) of a network's weights with early stopping on a
   validation split, for any activation.
 """
 from __future__ import annotations
@@ -137,7 +137,7 @@ def cp_als(gram: Tensor, moment: Tensor, dims: tuple[int, ...], rank: int, *, it
 def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Tensor],
                  train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], *, lr: float = 3e-3,
                  batch_size: int | None = 64, max_epochs: int = 200, patience: int = 10, min_steps: int = 500,
-                 generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
+                 generator: torch.Generator | None = None, sample_dim: int = 1) -> tuple[dict[str, Tensor], Tensor]:
     """Adam on the mean squared error, each repetition its own problem, with early stopping.
 
     The loss is the sum over repetitions of each one's minibatch MSE, so (Adam being elementwise) the
@@ -150,7 +150,8 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
     Args:
         predict: (params, inputs) -> predictions (b, n), batched over repetitions (e.g. ``network_output`` of stacked weights).
         params: stacked weights, each (b, ...); trained in place.
-        train, val: (inputs, y) with inputs (b, n, ...) and y (b, n).
+        train, val: (inputs, y) with y (b, n) and inputs (b, n, ...), or the n samples on dimension
+            ``sample_dim`` of the inputs (minibatches are drawn along it, and ``predict`` gets them so).
         batch_size: minibatch size; None for full-batch steps.
     Returns:
         (the best weights, detached; for each repetition the epoch of its best validation loss, (b,)).
@@ -170,7 +171,8 @@ def fit_gradient(predict: Callable[[dict, Tensor], Tensor], params: dict[str, Te
         for start in range(0, n_tr, batch_size):
             idx = order[start:start + batch_size]
             opt.zero_grad(set_to_none=True)
-            ((predict(params, X_tr[:, idx]) - y_tr[:, idx]) ** 2).mean(1).sum().backward()
+            batch = X_tr.index_select(sample_dim, idx)
+            ((predict(params, batch) - y_tr[:, idx]) ** 2).mean(1).sum().backward()
             opt.step()
             steps += 1
         with torch.no_grad():

@@ -245,6 +245,12 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
     y = (y + cfg.sigma * torch.randn(y.shape, generator=gen, device=device, dtype=y.dtype)).to(dtype)
     inputs_test, y_test = sample(cfg.n_test)
     inputs_test, y_test = inputs_test.unsqueeze(0), y_test.to(dtype).unsqueeze(0)  # noiseless: excess risk
+    # the patches a network reads, kept as (b, P prod l, n, prod m): network_output's conv is then one matrix
+    # product per repetition (samples on dimension 2; ``network_input`` gives network_output its (b, n, ..) view)
+    sample_dim = 1 if cfg.activation == "identity" else 2
+    if sample_dim == 2:
+        inputs, inputs_test = inputs.transpose(1, 2).contiguous(), inputs_test.transpose(1, 2).contiguous()
+    network_input = (lambda X: X) if sample_dim == 1 else (lambda X: X.transpose(1, 2))  # noqa: E731
 
     jobs = [(s, K, n) for s in cfg.students for K in cfg.K_grid for n in cfg.n_grid]
     rows, cache, grams = [], {}, {}
@@ -280,13 +286,13 @@ def run_sample_complexity(config: SimulationConfig, *, progress: bool = True) ->
                     return (Z @ summarized_tensor(family, p, g).reshape(b, -1, 1)).squeeze(-1)
             else:
                 def predict(p, X_patches):
-                    return network_output(family, cfg.activation, p, g, X_patches, S_train).squeeze(-1)
+                    return network_output(family, cfg.activation, p, g, network_input(X_patches), S_train).squeeze(-1)
             n_val = cfg.n_validation(n)
-            train = (inputs[:, : n - n_val], y[:, : n - n_val])
-            val = (inputs[:, n - n_val: n], y[:, n - n_val: n])
+            train = (inputs.narrow(sample_dim, 0, n - n_val), y[:, : n - n_val])
+            val = (inputs.narrow(sample_dim, n - n_val, n_val), y[:, n - n_val: n])
             params, epochs = fit_gradient(predict, params, train, val, lr=cfg.lr, batch_size=cfg.batch_size,
                                           max_epochs=cfg.max_epochs, patience=cfg.patience,
-                                          min_steps=cfg.min_steps, generator=shuffle)
+                                          min_steps=cfg.min_steps, generator=shuffle, sample_dim=sample_dim)
             with torch.no_grad():
                 excess = ((predict(params, inputs_test) - y_test) ** 2).mean(1)
                 W_hat = summarized_tensor(family, params, g).reshape(b, -1)

@@ -228,6 +228,9 @@ def network_output(family: str, activation: str, weights: dict[str, torch.Tensor
     Args:
         weights: as in ``composite_kernel``, with leading stack dimensions (...) or none.
         X_patches: ``patches(X, geometry)``, shape (..., n, P prod(l), prod(m)), broadcast against the stack.
+            Any strides; fastest when its memory is laid out (..., P prod(l), n, prod(m)) (a transposed view, as
+            ``run_sample_complexity`` keeps the patches): the conv is then one matrix product per network with
+            no copy, instead of n small ones.
         pool_matrix: ``pooling_matrix(geometry)``, shape (prod(m), prod(p)).
     Returns:
         shape (..., n, O).
@@ -236,9 +239,11 @@ def network_output(family: str, activation: str, weights: dict[str, torch.Tensor
     g = geometry
     A = composite_kernel(family, weights, g)
     lead, K = A.shape[:-g.n_modes - 2], A.shape[-g.n_modes - 2]
-    F = torch.einsum("...kd,...ndm->...nkm", A.reshape(*lead, K, -1), X_patches)  # conv: (..., n, K, prod m)
+    X = X_patches.transpose(-3, -2)  # (..., P prod l, n, prod m)
+    n, M = X.shape[-2:]
+    F = A.reshape(*lead, K, -1) @ X.reshape(*X.shape[:-2], n * M)  # conv: (..., K, n prod m)
     if activation == "relu":
         F = torch.relu(F)
-    H = F @ pool_matrix  # (..., n, K, prod p)
+    H = F.reshape(*F.shape[:-1], n, M) @ pool_matrix  # (..., K, n, prod p)
     B = weights["head.weight"].reshape(*lead, g.out_features, K, g.pooled_numel)
-    return torch.einsum("...nkt,...okt->...no", H, B)
+    return torch.einsum("...knt,...okt->...no", H, B)
