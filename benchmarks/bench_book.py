@@ -16,6 +16,7 @@ shared machine barely disturb), the workers, and the pages papermill executed (0
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -64,6 +65,17 @@ def staged_pages(out: Path, pages) -> dict[str, float]:
     return {page: path.stat().st_mtime for page, path in staged.items() if path.exists()}
 
 
+def page_seconds(out: Path, pages) -> dict[str, float]:
+    """Executed page -> the seconds its last execution took (the stamp ``kr book`` keeps in its metadata)."""
+    seconds = {}
+    for page in pages:
+        try:
+            seconds[page] = json.loads((out / "_build/src" / page).read_text())["metadata"]["kr_book"]["seconds"]
+        except (OSError, ValueError, KeyError):
+            pass
+    return seconds
+
+
 _BUILD = ("import sys, kr_lib; from kr_lib.book import build_book; "
           "print('kr_lib from', kr_lib.__file__, 'source', kr_lib.source_hash(), flush=True); "
           "build_book(output=sys.argv[1], preset=sys.argv[2], root=sys.argv[3], "
@@ -75,14 +87,19 @@ def timed_build(label: str, root: Path, out: Path, preset: str, pages, workers: 
     to the repository's library while the benchmark runs do not change the source hash the cache keys on."""
     before = staged_pages(out, pages)
     env = {**os.environ, "PYTHONPATH": str(root)}
-    wall, cpu = time.perf_counter(), cpu_seconds()
+    wall, cpu, started = time.perf_counter(), cpu_seconds(), time.time()
     subprocess.run([sys.executable, "-c", _BUILD, str(out), preset, str(root), str(workers or "auto")], cwd=root,
                    env=env, check=True)
-    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
+    wall, cpu, ended = time.perf_counter() - wall, cpu_seconds() - cpu, time.time()
     after = staged_pages(out, pages)
     executed = sorted(p for p, m in after.items() if before.get(p) != m)
+    # the last executed page's notebook is written just before jupyter-book starts: what follows is the HTML step
+    last_page = max((after[p] for p in executed), default=started)
+    seconds = page_seconds(out, executed)
     return {"build": label, "preset": preset, "workers": workers or "auto", "wall_seconds": wall, "cpu_seconds": cpu,
-            "pages_executed": len(executed), "executed": ", ".join(executed)}
+            "pages_executed": len(executed), "executed": ", ".join(executed),
+            "pages_wall_seconds": last_page - started, "html_wall_seconds": ended - last_page,
+            "page_seconds": dict(sorted(seconds.items(), key=lambda kv: -kv[1]))}
 
 
 def main(argv=None) -> int:
@@ -109,8 +126,11 @@ def main(argv=None) -> int:
     sequential["cache_hit"] = parallel["cache_hit"] = False
     rows = [sequential, parallel, warm]
     for r in rows:
-        print(f"{r['build']}: {r['wall_seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU, "
+        print(f"{r['build']}: {r['wall_seconds']:.0f} s wall ({r['pages_wall_seconds']:.0f} s executing pages, "
+              f"{r['html_wall_seconds']:.0f} s after them), {r['cpu_seconds']:.0f} s CPU, "
               f"{r['pages_executed']} page(s) executed", flush=True)
+        for page, s in r["page_seconds"].items():
+            print(f"    {page}: {s:.0f} s", flush=True)
     ratio = parallel["wall_seconds"] / sequential["wall_seconds"]
     print(f"parallel / sequential wall time: {ratio:.2f} ({workers} workers, {len(available_cpus())} CPUs)")
     summary = {"full build wall seconds, sequential": sequential["wall_seconds"],
