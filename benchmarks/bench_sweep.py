@@ -2,13 +2,14 @@
 ``--workers N`` (N = the cores, one thread each (two on one GPU), each process pinned to its core), each into its own
 temporary results folder.
 
-The row of each mode has its wall time, the CPU time of its process tree, and the throughput (runs per
-hour of wall time). ``workers / one worker`` is the ratio of the two throughputs (the target: >= 1.3 on
-2 cores). Both modes run the same runs (the same run ids), so the ratio compares equal work; on a machine
-shared with other jobs it is only as good as their load allows, and the record notes the load average
-before and after.
+The two modes alternate for ``--repeats`` rounds (default 3, 1 with --quick), each round into fresh folders,
+so that a slow spell of a shared machine falls on both. A row per mode and round has its wall time, the CPU
+time of its process tree, and the throughput (runs per hour of wall time). ``workers / one worker`` is the
+ratio of the two modes' median throughputs (the target: >= 1.3 on 2 cores). Both modes run the same runs
+(the same run ids), so the ratio compares equal work; the record notes the load average before and after
+each sweep.
 
-    python benchmarks/bench_sweep.py [--quick] [--workers N] [--runs N]
+    python benchmarks/bench_sweep.py [--quick] [--repeats N] [--workers N] [--runs N] [--train-limit N]
 """
 from __future__ import annotations
 
@@ -61,34 +62,47 @@ def timed_sweep(label: str, sweep: Path, out: Path, workers: int, threads: int, 
 
 
 def main(argv=None) -> int:
-    p = _common.parser(__doc__.splitlines()[0], repeats=1, quick_repeats=1)
+    p = _common.parser(__doc__.splitlines()[0], repeats=3, quick_repeats=1)
     p.add_argument("--workers", type=int, default=None, help="workers of the parallel sweep (default: the cores)")
     p.add_argument("--runs", type=int, default=None, help="runs in the grid (default 8; 4 with --quick)")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="training images of each run (default 6000; 2048 with --quick): larger runs weigh each "
+                        "run's fixed start (a fresh kernel, its imports) less, as a real sweep's runs do")
     args = p.parse_args(argv)
     device, out_json, command = _common.setup(args, "sweep")
     cpus = len(available_cpus())
     workers = args.workers or (max(2, cpus) if device.type == "cpu" else 2)  # a GPU: two runs share it
     n_runs = args.runs or (4 if args.quick else 8)
     n_runs -= n_runs % 2  # two K/R values per design
-    train_limit = 2048 if args.quick else 6000
+    train_limit = args.train_limit or (2048 if args.quick else 6000)
+    modes = {f"one worker, {cpus} threads": (1, cpus),
+             f"{workers} workers, {max(1, cpus // workers)} thread(s) each": (workers, max(1, cpus // workers))}
+    timed = []
     with tempfile.TemporaryDirectory(prefix="kr-bench-sweep-") as tmp:
         sweep = sweep_file(Path(tmp), n_runs, train_limit)
-        one = timed_sweep(f"one worker, {cpus} threads", sweep, Path(tmp) / "one", 1, cpus, device.type, n_runs)
-        many = timed_sweep(f"{workers} workers, {max(1, cpus // workers)} thread(s) each", sweep, Path(tmp) / "many",
-                           workers, max(1, cpus // workers), device.type, n_runs)
-    if one["run_ids"] != many["run_ids"]:
-        raise SystemExit(f"the two modes ran different runs: {one['run_ids']} against {many['run_ids']}")
-    ratio = many["runs per hour"] / one["runs per hour"]
-    for r in (one, many):
-        print(f"{r['mode']}: {r['runs']} runs in {r['wall_seconds']:.0f} s wall ({r['runs per hour']:.0f} runs/h), "
-              f"{r['cpu_seconds']:.0f} s CPU, load {r['load average before']:.1f} -> {r['load average after']:.1f}")
-    print(f"throughput, {workers} workers / one worker: {ratio:.2f} (target >= 1.3)")
-    rows = [{k: v for k, v in r.items() if k != "run_ids"} for r in (one, many)]
-    summary = {"runs": n_runs, "throughput ratio, workers / one worker (target >= 1.3)": ratio,
-               "one worker wall seconds": one["wall_seconds"], "workers wall seconds": many["wall_seconds"]}
+        for round_ in range(args.repeats):
+            for i, (label, (n_workers, threads)) in enumerate(modes.items()):
+                row = timed_sweep(label, sweep, Path(tmp) / f"round{round_}-mode{i}", n_workers, threads,
+                                  device.type, n_runs)
+                timed.append({"round": round_ + 1, **row})
+                print(f"round {round_ + 1}, {label}: {row['runs']} runs in {row['wall_seconds']:.0f} s wall "
+                      f"({row['runs per hour']:.0f} runs/h), {row['cpu_seconds']:.0f} s CPU, load "
+                      f"{row['load average before']:.1f} -> {row['load average after']:.1f}", flush=True)
+    if len({tuple(r["run_ids"]) for r in timed}) != 1:
+        raise SystemExit(f"the two modes ran different runs: {sorted({tuple(r['run_ids']) for r in timed})}")
+    one_label, many_label = modes
+    throughput = {label: perf.median([r["runs per hour"] for r in timed if r["mode"] == label]) for label in modes}
+    ratio = throughput[many_label] / throughput[one_label]
+    print(f"throughput (median of {args.repeats} round(s)), {workers} workers / one worker: {ratio:.2f} "
+          "(target >= 1.3)")
+    rows = [{k: v for k, v in r.items() if k != "run_ids"} for r in timed]
+    summary = {"runs": n_runs, "rounds": args.repeats,
+               "throughput ratio, workers / one worker (target >= 1.3)": ratio,
+               "one worker runs per hour (median)": throughput[one_label],
+               "workers runs per hour (median)": throughput[many_label]}
     record = perf.make_record("sweep", device, rows, quick=args.quick, command=command, summary=summary,
                               parameters={"runs": n_runs, "train_limit": train_limit, "epochs": 1, "workers": workers,
-                                          "cpus": cpus, "run_ids": one["run_ids"]})
+                                          "cpus": cpus, "rounds": args.repeats, "run_ids": timed[0]["run_ids"]})
     print(f"wrote {perf.write_record(record, out_json)}")
     return 0
 

@@ -247,6 +247,17 @@ def test_the_performance_appendix_states_its_findings_from_the_records(tmp_path)
         assert "exceed 1" in text
     assert "lent" not in text and "other agents" not in text
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
+    # issue 18's three measurements, each stated with its target wherever its record has them
+    rows = {name: json.loads(p.read_text())["rows"] for name in ("train", "sweep", "book")
+            if (p := RESULTS / f"{name}_cpu.json").exists()}
+    if any(r.get("part") == "peak fraction" for r in rows.get("train", [])):
+        assert "How far from the hardware limit" in text and "GFLOP/s" in tables
+    if "sweep" in rows:
+        assert "times the throughput (the target: at least 1.3)" in text
+    if "book" in rows:
+        assert "of the sequential time (the target: at most 0.6)" in text
+        if any(r.get("page_seconds") for r in rows["book"]):
+            assert "Where the parallel build's time goes" in text
 
 
 @pytest.mark.parametrize("n_runs", [2, 4, 8])
