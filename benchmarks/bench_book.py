@@ -16,7 +16,6 @@ shared machine barely disturb), the workers, and the pages papermill executed (0
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import shutil
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 from kr_lib import perf  # noqa: E402
-from kr_lib.book import MATHJAX_DIR, PAGE_MEMORY, executed_pages  # noqa: E402
+from kr_lib.book import MATHJAX_DIR, PAGE_MEMORY, executed_pages, staged_seconds  # noqa: E402
 from kr_lib.parallel import available_cpus, default_workers  # noqa: E402
 
 CHANGED_PAGE = "book/intro.md"
@@ -65,17 +64,6 @@ def staged_pages(out: Path, pages) -> dict[str, float]:
     return {page: path.stat().st_mtime for page, path in staged.items() if path.exists()}
 
 
-def page_seconds(out: Path, pages) -> dict[str, float]:
-    """Executed page -> the seconds its last execution took (the stamp ``kr book`` keeps in its metadata)."""
-    seconds = {}
-    for page in pages:
-        try:
-            seconds[page] = json.loads((out / "_build/src" / page).read_text())["metadata"]["kr_book"]["seconds"]
-        except (OSError, ValueError, KeyError):
-            pass
-    return seconds
-
-
 _BUILD = ("import sys, kr_lib; from kr_lib.book import build_book; "
           "print('kr_lib from', kr_lib.__file__, 'source', kr_lib.source_hash(), flush=True); "
           "build_book(output=sys.argv[1], preset=sys.argv[2], root=sys.argv[3], "
@@ -87,18 +75,18 @@ def timed_build(label: str, root: Path, out: Path, preset: str, pages, workers: 
     to the repository's library while the benchmark runs do not change the source hash the cache keys on."""
     before = staged_pages(out, pages)
     env = {**os.environ, "PYTHONPATH": str(root)}
-    wall, cpu, started = time.perf_counter(), cpu_seconds(), time.time()
+    wall, cpu, started = time.perf_counter(), cpu_seconds(), time.time()  # started: to compare with file times
     subprocess.run([sys.executable, "-c", _BUILD, str(out), preset, str(root), str(workers or "auto")], cwd=root,
                    env=env, check=True)
-    wall, cpu, ended = time.perf_counter() - wall, cpu_seconds() - cpu, time.time()
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     after = staged_pages(out, pages)
     executed = sorted(p for p, m in after.items() if before.get(p) != m)
     # the last executed page's notebook is written just before jupyter-book starts: what follows is the HTML step
-    last_page = max((after[p] for p in executed), default=started)
-    seconds = page_seconds(out, executed)
+    pages_wall = max((after[p] for p in executed), default=started) - started
+    seconds = {p: staged_seconds(out / "_build/src" / p) for p in executed}
     return {"build": label, "preset": preset, "workers": workers or "auto", "wall_seconds": wall, "cpu_seconds": cpu,
             "pages_executed": len(executed), "executed": ", ".join(executed),
-            "pages_wall_seconds": last_page - started, "html_wall_seconds": ended - last_page,
+            "pages_wall_seconds": pages_wall, "html_wall_seconds": wall - pages_wall,
             "page_seconds": dict(sorted(seconds.items(), key=lambda kv: -kv[1]))}
 
 

@@ -187,9 +187,9 @@ def measured_page_seconds(root: Path) -> dict[str, float]:
         return {}
 
 
-def _staged_seconds(path: Path, measured: float = 0.0) -> float:
-    """How long the staged page took when it was last executed, else ``measured`` (its time in
-    :data:`MEASURED_PAGE_TIMES`, 0 when unknown): the longest go first."""
+def staged_seconds(path: Path, measured: float = 0.0) -> float:
+    """How long the staged page at ``path`` took when it was last executed (the ``seconds`` of its stamp),
+    else ``measured`` (its time in :data:`MEASURED_PAGE_TIMES`, 0 when unknown): the longest go first."""
     try:
         return float(json.loads(path.read_text())["metadata"]["kr_book"]["seconds"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -256,7 +256,7 @@ def execute_pages(root: Path, src: Path, pages: dict[str, dict[str, Any]], force
     workers = min(workers, len(todo))
     # longest first, so that the last page to start is a short one (a first build: by the measured times)
     measured = measured_page_seconds(root)
-    todo.sort(key=lambda t: -_staged_seconds(t[2], measured.get(t[0], 0.0)))
+    todo.sort(key=lambda t: -staged_seconds(t[2], measured.get(t[0], 0.0)))
     if workers == 1:
         for args in todo:
             try:
